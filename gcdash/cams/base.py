@@ -1,0 +1,132 @@
+"""CAM methods as the engine sees them: ``raw_maps(net, x, modules, targets)`` → logits + one map per layer.
+
+Maps are "raw": ReLU applied, at the layer's resolution, not yet normalised. :func:`upsample` turns them into
+what pytorch-grad-cam returns (min-max per map, bilinear resize to the input, min-max again).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pytorch_grad_cam.base_cam import BaseCAM
+from pytorch_grad_cam.utils.image import scale_cam_image
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torch import nn
+
+from gcdash.attacks import eval_mode
+from gcdash.cams.taps import Tap, Targets, tap
+
+
+@dataclass
+class CamPass:
+    """One batch explained: ``logits`` (N, C) on CPU, ``targets`` (N,) the classes explained, ``maps`` layer →
+    float32 (N, h, w) ≥ 0 at layer resolution."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    maps: dict[str, np.ndarray]
+
+
+class CamMethod(ABC):
+    """A named CAM method. ``defaults`` are its parameters (the papers' defaults); ``cost`` says how many model
+    passes a batch takes, for the method's description in the CLI and the dashboard."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    paper: ClassVar[str] = ""
+    cost: ClassVar[str] = "one forward + backward pass for all layers"
+    uses_gradients: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: Rows per model pass for the extra passes some methods make (Score-CAM's masked inputs, Smooth Grad-CAM++'s
+    #: noisy copies, Integrated Grad-CAM's path points). Results do not depend on it, so it is an execution
+    #: setting of the method object, not one of its parameters, and belongs in no cache key.
+    batch_size: int = 32
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        """The full parameter set: defaults updated with ``overrides`` (unknown names are an error)."""
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            from gcdash.errors import GcdashError
+
+            raise GcdashError(f"{self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {sorted(self.defaults)}")
+        return {**self.defaults, **overrides}
+
+    @abstractmethod
+    def raw_maps(
+        self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], targets: Targets = None, **params: Any
+    ) -> CamPass: ...
+
+
+def library_targets(targets: torch.Tensor) -> list[ClassifierOutputTarget]:
+    return [ClassifierOutputTarget(int(c)) for c in targets.tolist()]
+
+
+def target_classes(targets: Sequence[object], device: torch.device | str = "cpu") -> torch.Tensor:
+    """The inverse of :func:`library_targets`: pytorch-grad-cam target objects → class indices (N,). Only
+    ``ClassifierOutputTarget``-like targets (with a ``category``) name a class a gradient pass can explain."""
+    missing = [t for t in targets if not isinstance(getattr(t, "category", None), int | np.integer)]
+    if missing:
+        kind = type(missing[0]).__name__
+        raise TypeError(f"expected ClassifierOutputTarget targets (a class index each), got {kind}")
+    return torch.tensor([int(t.category) for t in targets], dtype=torch.long, device=device)
+
+
+@contextlib.contextmanager
+def recordings_kept(cam: BaseCAM) -> Iterator[None]:
+    """Run extra model passes inside a library CAM call without them landing in its recorder: the
+    ``ActivationsAndGradients`` lists of the call in progress are put back as they were afterwards."""
+    recorder = cam.activations_and_grads
+    activations, gradients = list(recorder.activations), list(recorder.gradients)
+    try:
+        yield
+    finally:
+        recorder.activations, recorder.gradients = activations, gradients
+
+
+class LibraryCam(CamMethod):
+    """A method whose per-layer maths is pytorch-grad-cam's ``get_cam_image`` (its ``cam_class``). The engine
+    feeds it the activations and gradients of a single :func:`~gcdash.cams.taps.tap` pass, so all layers share
+    that pass; the library object is built with no target layers, so it puts no hooks of its own on the model."""
+
+    cam_class: ClassVar[type[BaseCAM]]
+
+    def raw_maps(
+        self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], targets: Targets = None, **params: Any
+    ) -> CamPass:
+        recorded = tap(net, x, modules, targets, gradients=self.uses_gradients)
+        with eval_mode(net):
+            maps = self.maps_from_tap(net, x, modules, recorded)
+        return CamPass(recorded.logits.cpu(), recorded.targets.cpu(), maps)
+
+    def build_cam(self, net: nn.Module) -> BaseCAM:
+        """The library object whose ``get_cam_image`` does the maths (no target layers, so no hooks)."""
+        return self.cam_class(net, target_layers=[])
+
+    def maps_from_tap(
+        self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], recorded: Tap
+    ) -> dict[str, np.ndarray]:
+        cam = self.build_cam(net)
+        targets = library_targets(recorded.targets)
+        maps = {}
+        for name, module in modules.items():
+            acts = recorded.activations[name].float().cpu().numpy()
+            grads = None if recorded.gradients is None else recorded.gradients[name].float().cpu().numpy()
+            image = cam.get_cam_image(x, module, targets, acts, grads, eigen_smooth=False)
+            maps[name] = np.maximum(image, 0).astype(np.float32)
+        return maps
+
+
+def upsample(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Raw maps (N, h, w) → float32 (N, H, W) in [0, 1]: exactly pytorch-grad-cam's single-layer ``__call__``
+    (``scale_cam_image`` with the input size in ``compute_cam_per_layer``, then again in
+    ``aggregate_multi_layers``, which min-max scales after the bilinear resize)."""
+    height, width = size
+    if len(raw) == 0:
+        return np.zeros((0, height, width), np.float32)
+    return scale_cam_image(scale_cam_image(np.maximum(raw, 0), (width, height)))

@@ -1,0 +1,138 @@
+"""The methods pytorch-grad-cam provides, registered under gcdash's names. Each entry only names the library
+class; the maths (``get_cam_weights`` / ``get_cam_image``) is the library's. Counterfactual Grad-CAM, which the
+library lacks, is a three-line subclass of its ``GradCAM``."""
+
+from __future__ import annotations
+
+import contextlib
+import types
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import pytorch_grad_cam.score_cam
+import torch
+from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
+from pytorch_grad_cam.base_cam import BaseCAM
+from torch import nn
+
+from gcdash.cams.base import LibraryCam
+from gcdash.cams.taps import Tap
+
+
+class GradCam(LibraryCam):
+    """Grad-CAM (Selvaraju et al., ICCV 2017): ``w_k = mean_ij ∂S_c/∂A_k(i,j)``, ``L = ReLU(Σ_k w_k A_k)``."""
+
+    name, label, paper = "gradcam", "Grad-CAM", "Selvaraju et al., ICCV 2017"
+    cam_class = GradCAM
+
+
+class CounterfactualGradCAM(GradCAM):
+    """Counterfactual Grad-CAM (Selvaraju et al., ICCV 2017): Grad-CAM with the gradient negated,
+    ``w_k = mean_ij (−∂S_c/∂A_k(i,j))``: the regions whose removal would raise the class score."""
+
+    def get_cam_weights(
+        self,
+        input_tensor: torch.Tensor,
+        target_layer: nn.Module,
+        target_category: list,
+        activations: np.ndarray,
+        grads: np.ndarray,
+    ) -> np.ndarray:
+        return -super().get_cam_weights(input_tensor, target_layer, target_category, activations, grads)
+
+
+class GradCamCounterfactual(LibraryCam):
+    """Counterfactual Grad-CAM (Selvaraju et al., ICCV 2017): ``L = ReLU(Σ_k mean_ij(−g_k)·A_k)``."""
+
+    name, label, paper = "gradcam-cf", "Counterfactual Grad-CAM", "Selvaraju et al., ICCV 2017"
+    cam_class = CounterfactualGradCAM
+
+
+class GradCamPlusPlus(LibraryCam):
+    """Grad-CAM++ (Chattopadhyay et al., WACV 2018): ``α = g² / (2g² + Σ_ab A·g³)`` (0 where g = 0),
+    ``w_k = Σ_ij α_k(i,j)·ReLU(g_k(i,j))`` with ``g = ∂S_c/∂A_k``."""
+
+    name, label, paper = "gradcampp", "Grad-CAM++", "Chattopadhyay et al., WACV 2018"
+    cam_class = GradCAMPlusPlus
+
+
+class XGradCam(LibraryCam):
+    """XGrad-CAM (Fu et al., BMVC 2020): ``w_k = Σ_ij (A_k(i,j) / Σ_ab A_k(a,b))·g_k(i,j)``."""
+
+    name, label, paper = "xgradcam", "XGrad-CAM", "Fu et al., BMVC 2020"
+    cam_class = XGradCAM
+
+
+class HiResCam(LibraryCam):
+    """HiResCAM (Draelos & Carin 2020): ``L = ReLU(Σ_k g_k ⊙ A_k)`` (element-wise, no spatial averaging)."""
+
+    name, label, paper = "hirescam", "HiResCAM", "Draelos & Carin, arXiv 2020"
+    cam_class = HiResCAM
+
+
+class LayerCam(LibraryCam):
+    """LayerCAM (Jiang et al., TIP 2021): ``L = ReLU(Σ_k ReLU(g_k) ⊙ A_k)``."""
+
+    name, label, paper = "layercam", "LayerCAM", "Jiang et al., IEEE TIP 2021"
+    cam_class = LayerCAM
+
+
+class EigenCam(LibraryCam):
+    """Eigen-CAM (Muhammad & Yeasin, IJCNN 2020): projection of the activations on their first principal
+    component. Class-agnostic, gradient-free (one forward pass)."""
+
+    name, label, paper = "eigencam", "Eigen-CAM", "Muhammad & Yeasin, IJCNN 2020"
+    cam_class = EigenCAM
+    uses_gradients = False
+    cost = "one forward pass for all layers (no gradients; class-agnostic)"
+
+
+@contextlib.contextmanager
+def _quiet_score_cam() -> Iterator[None]:
+    """pytorch-grad-cam's ScoreCAM draws a tqdm bar per image on stderr; the CLI and the dashboard show their own
+    progress, so the library's module sees a ``tqdm`` that only passes the iterable through meanwhile."""
+    module = pytorch_grad_cam.score_cam
+    original = module.tqdm
+    module.tqdm = types.SimpleNamespace(tqdm=lambda iterable, *args, **kwargs: iterable)
+    try:
+        yield
+    finally:
+        module.tqdm = original
+
+
+class ScoreCam(LibraryCam):
+    """Score-CAM (Wang et al., CVPRW 2020): ``w_k = softmax_k S_c(x ⊙ norm(up(A_k)))``. Gradient-free, but it
+    runs the model once per channel of every layer for every image (inherent to the method): slow on wide layers
+    (512 extra forward passes per image for VGG16's last block). They run ``batch_size`` channels per pass."""
+
+    name, label, paper = "scorecam", "Score-CAM", "Wang et al., CVPRW 2020"
+    cam_class = ScoreCAM
+    uses_gradients = False
+    cost = (
+        "one forward pass, then one forward pass per channel of each layer for every image "
+        "(inherent to Score-CAM; `batch_size` channels per pass)"
+    )
+    batch_size = 64
+
+    def build_cam(self, net: nn.Module) -> BaseCAM:
+        cam = super().build_cam(net)
+        cam.batch_size = self.batch_size  # read by ScoreCAM.get_cam_weights (its default is 16)
+        return cam
+
+    def maps_from_tap(
+        self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], recorded: Tap
+    ) -> dict[str, np.ndarray]:
+        with _quiet_score_cam():
+            return super().maps_from_tap(net, x, modules, recorded)
+
+
+LIBRARY_METHODS: tuple[type[LibraryCam], ...] = (
+    GradCam,
+    GradCamCounterfactual,
+    GradCamPlusPlus,
+    XGradCam,
+    HiResCam,
+    LayerCam,
+    EigenCam,
+    ScoreCam,
+)

@@ -1,0 +1,91 @@
+"""One forward (+ one backward) pass that records every requested layer's activation and gradient.
+
+This is what makes per-layer analysis cheap: the cost is one pass per batch whatever the number of layers.
+Gradients come from ``torch.autograd.grad`` with respect to the recorded outputs, so the model's parameters
+never receive a ``.grad`` (pytorch-grad-cam's own ``forward`` zeroes and fills them, which would disturb a model
+shared between dashboard sessions), and each gradient is matched to its layer by name, not by call order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gcdash.attacks import eval_mode
+from gcdash.errors import GcdashError
+
+Targets = torch.Tensor | Sequence[int] | None
+
+
+@dataclass
+class Tap:
+    """What one pass saw: logits (N, C), the class explained per input, and per-layer tensors (detached)."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    activations: dict[str, torch.Tensor]
+    gradients: dict[str, torch.Tensor] | None
+
+
+def as_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
+    """``None`` → each input's own top-1 class; otherwise one class index per input, checked."""
+    if targets is None:
+        return logits.argmax(dim=1)
+    tgt = torch.as_tensor(targets, dtype=torch.long, device=logits.device).reshape(-1)
+    if tgt.numel() != logits.shape[0]:
+        raise GcdashError(f"got {tgt.numel()} targets for {logits.shape[0]} images")
+    if tgt.numel() and (tgt.min() < 0 or tgt.max() >= logits.shape[1]):
+        raise GcdashError(f"target classes must lie in [0, {logits.shape[1] - 1}]")
+    return tgt
+
+
+def _recorder(name: str, store: dict[str, torch.Tensor]):
+    def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+        if name in store:
+            raise GcdashError(f"layer {name!r} runs more than once per forward pass; choose a block that runs once")
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            raise GcdashError(f"layer {name!r} does not output a 4-D feature map; choose a convolutional block")
+        store[name] = output
+
+    return hook
+
+
+def tap(
+    net: nn.Module,
+    x: torch.Tensor,
+    modules: Mapping[str, nn.Module],
+    targets: Targets = None,
+    gradients: bool = True,
+) -> Tap:
+    """Run ``net`` on ``x`` once, recording ``modules``' outputs and, if ``gradients``, ``∂S_c/∂A`` for each,
+    where ``S_c`` is the pre-softmax score of the target class ``c`` of each input."""
+    recorded: dict[str, torch.Tensor] = {}
+    handles = [module.register_forward_hook(_recorder(name, recorded)) for name, module in modules.items()]
+    try:
+        with eval_mode(net), torch.set_grad_enabled(gradients):
+            # The input requires grad so activations join the graph even when the weights are frozen.
+            logits = net(x.detach().requires_grad_(gradients))
+            chosen = as_targets(targets, logits)
+            missing = [name for name in modules if name not in recorded]
+            if missing:
+                raise GcdashError(f"layer {missing[0]!r} never ran in the forward pass")
+            grads = _gradients(logits, chosen, [recorded[name] for name in modules]) if gradients else None
+    finally:
+        for handle in handles:
+            handle.remove()
+    names = list(modules)
+    return Tap(
+        logits=logits.detach(),
+        targets=chosen.detach(),
+        activations={name: recorded[name].detach() for name in names},
+        gradients=None if grads is None else dict(zip(names, grads)),
+    )
+
+
+def _gradients(logits: torch.Tensor, targets: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    score = logits.gather(1, targets[:, None]).sum()
+    grads = torch.autograd.grad(score, outputs, allow_unused=True)
+    return [torch.zeros_like(o) if g is None else g.detach() for o, g in zip(outputs, grads)]

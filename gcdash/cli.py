@@ -1,0 +1,212 @@
+"""Command line: ``python -m gcdash sweep | models | methods | train-demo | cache``.
+
+Bad input exits 2 with one line naming the problem and the valid choices; an interrupted sweep exits 130 and
+keeps every finished cell in the cache.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from gcdash.errors import Cancelled, GcdashError
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _sweep_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", required=True, help="comma-separated model names, or a family group: demo-all")
+    p.add_argument("--weights", help="checkpoint PATH for the model(s), or name=PATH,name2=PATH")
+    p.add_argument("--data", default="demo", help="image source: demo | folder:PATH (default: demo)")
+    p.add_argument("--n", type=int, default=200, help="number of images (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image subset (default: 0)")
+    p.add_argument("--classes", help="comma-separated class names to keep")
+    p.add_argument("--per-class", type=int, help="images per class (folder source)")
+    p.add_argument("--split", help="demo split: train | val | test (default: test)")
+    p.add_argument("--eps", default="0,1/255,2/255,4/255,8/255,16/255", help="comma-separated eps, fractions ok")
+    p.add_argument("--layers", default="default", help="default | all | comma-separated layer names")
+    p.add_argument("--method", default="gradcam", help="CAM method (see `python -m gcdash methods`)")
+    p.add_argument("--cam-param", action="append", default=[], metavar="NAME=VALUE", help="CAM method parameter")
+    p.add_argument("--target", default="pred", help="pred | clean-pred | label (default: pred, the paper's)")
+    p.add_argument("--gaussian-ssim", action="store_true", help="Gaussian SSIM window (σ 1.5) instead of 7×7")
+    p.add_argument("--out", required=True, type=Path, help="output folder for the tables")
+    p.add_argument("--device", help="cpu | cuda (default: cuda when present, else cpu)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--cache", type=Path, help="cache folder (default: $GCDASH_CACHE or ./cache)")
+
+
+def _weights(text: str | None, model_names: list[str]) -> dict[str, str]:
+    if not text:
+        return {}
+    if "=" not in text:
+        return dict.fromkeys(model_names, text)
+    pairs = dict(p.split("=", 1) for p in text.split(","))
+    unknown = set(pairs) - set(model_names)
+    if unknown:
+        raise GcdashError(f"--weights names {sorted(unknown)[0]!r}, which is not among --models")
+    return pairs
+
+
+def _cam_params(method: str, items: Sequence[str]) -> tuple:
+    from gcdash import cams
+
+    defaults = cams.get(method).defaults
+    params = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in defaults:
+            raise GcdashError(f"--cam-param {item!r}: {method} takes NAME=VALUE with NAME in {sorted(defaults)}")
+        kind = type(defaults[name])
+        try:
+            params[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
+        except ValueError:
+            raise GcdashError(f"--cam-param {name} must be a {kind.__name__}, got {value!r}") from None
+    return tuple(sorted(params.items()))
+
+
+def build_config(args: argparse.Namespace):
+    """Turn sweep arguments into a :class:`~gcdash.config.SweepConfig`, checking names on the way."""
+    from gcdash import cams, models, targets
+    from gcdash.config import CamConfig, DataConfig, ModelSpec, SweepConfig, parse_eps
+
+    names = models.expand(args.models)
+    weights = _weights(args.weights, names)
+    cams.get(args.method)
+    targets.TARGETS.get(args.target)
+    if args.n is not None and args.n < 1:
+        raise GcdashError(f"--n must be ≥ 1, got {args.n}")
+    options = {
+        k: v
+        for k, v in (
+            ("classes", tuple(c.strip() for c in args.classes.split(",")) if args.classes else None),
+            ("per_class", args.per_class),
+            ("split", args.split),
+        )
+        if v is not None
+    }
+    layers = args.layers if args.layers in ("default", "all") else tuple(args.layers.split(","))
+    return SweepConfig(
+        models=tuple(ModelSpec(n, weights.get(n, "default")) for n in names),
+        data=DataConfig(args.data, args.n, args.seed, tuple(sorted(options.items()))),
+        eps=parse_eps(args.eps),
+        layers=layers,
+        cam=CamConfig(args.method, _cam_params(args.method, args.cam_param)),
+        target=args.target,
+        gaussian_ssim=args.gaussian_ssim,
+    )
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from gcdash import pipeline, results
+    from gcdash.store import Store
+
+    config = build_config(args)
+    device = pipeline.resolve_device(args.device)
+    samples = pipeline.load_samples(config)
+    handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
+    bar = tqdm(total=len(samples) * len(config.models), unit="img", desc="sweep", file=sys.stderr)
+
+    def progress(done: int, total: int, what: str) -> None:
+        bar.set_postfix_str(what)
+        bar.update(done - bar.n)
+
+    try:
+        result = pipeline.sweep(
+            config, Store(args.cache), device=device, batch_size=args.batch_size,
+            handles=handles, samples=samples, progress=progress,
+        )  # fmt: skip
+    finally:
+        bar.close()
+    result.write(args.out)
+    table = results.mod_vid_table(result.summary())
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({len(result.per_image)} rows)")
+    return 0
+
+
+def list_models(args: argparse.Namespace) -> int:
+    from gcdash import models
+
+    for name in models.names():
+        e = models.entry(name)
+        print(f"{name:16s} {e.family:8s} {e.description}")
+    return 0
+
+
+def list_methods(args: argparse.Namespace) -> int:
+    from gcdash import cams
+
+    for name in cams.names():
+        m = cams.get(name)
+        params = ", ".join(f"{k}={v}" for k, v in m.defaults.items()) or "-"
+        print(f"{name:16s} {m.label:20s} params: {params:30s} cost: {m.cost}")
+    return 0
+
+
+def cache_command(args: argparse.Namespace) -> int:
+    from gcdash.store import Store
+
+    store = Store(args.cache)
+    if args.action == "clear":
+        store.clear()
+        print(f"cleared {store.path}")
+        return 0
+    print(f"{store.path}: {store.size_bytes() / 1e6:.1f} MB")
+    for row in store.usage():
+        print(
+            f"  model {row['model'][:12]}  {row['kind']:10s} {row['entries']:7d} entries {row['nbytes'] / 1e6:8.2f} MB"
+        )
+    return 0
+
+
+def _train_demo_arguments(p: argparse.ArgumentParser) -> None:
+    from gcdash import train
+
+    train.add_arguments(p)
+
+
+def _train_demo(args: argparse.Namespace) -> int:
+    from gcdash import train
+
+    return train.main(args)
+
+
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Command]] = {
+    "sweep": (
+        "attack, explain and compare: write per_image.parquet, summary.csv, vid.csv",
+        _sweep_arguments,
+        run_sweep,
+    ),
+    "models": ("list the registered models", lambda p: None, list_models),
+    "methods": ("list the CAM methods, their parameters and cost", lambda p: None, list_methods),
+    "train-demo": ("retrain the shipped demo models (fixed seeds)", _train_demo_arguments, _train_demo),
+    "cache": (
+        "show or clear the cache",
+        lambda p: (p.add_argument("action", choices=["info", "clear"]), p.add_argument("--cache", type=Path)),
+        cache_command,
+    ),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m gcdash", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+    for name, (help_text, configure, _) in COMMANDS.items():
+        configure(sub.add_parser(name, help=help_text, description=help_text))
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command][2](args)
+    except GcdashError as err:
+        print(f"gcdash: error: {err}", file=sys.stderr)
+        return 2
+    except (Cancelled, KeyboardInterrupt):
+        print("gcdash: interrupted; every finished cell is kept in the cache", file=sys.stderr)
+        return 130

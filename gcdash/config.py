@@ -1,0 +1,85 @@
+"""What a sweep is, as frozen dataclasses with a stable ``key()``: models × images × eps × layers × method.
+
+Eps values accept fractions (``"4/255"``); the default grid is the usual L∞ budgets 1, 2, 4, 8, 16 /255 with 0 as
+the control (the paper does not publish its values; see PAPER.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+from gcdash.errors import GcdashError
+
+DEFAULT_EPS: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+Params = tuple[tuple[str, Any], ...]
+
+
+def parse_eps(text: str) -> tuple[float, ...]:
+    """``"0,1/255,0.008"`` → sorted unique floats ≥ 0 (fractions allowed)."""
+    values = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        try:
+            values.append(float(Fraction(part)))
+        except (ValueError, ZeroDivisionError):
+            raise GcdashError(f"eps {part!r} is not a number (use e.g. 0.004 or 4/255)") from None
+    if not values:
+        raise GcdashError("give at least one eps value, e.g. --eps 4/255,8/255")
+    bad = [v for v in values if v < 0]
+    if bad:
+        raise GcdashError(f"eps must be ≥ 0, got {bad[0]}")
+    return tuple(sorted(set(values)))
+
+
+def _key(obj: object) -> str:
+    text = json.dumps(asdict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model name and its weights (``"default"``, ``None``, ``"imagenet"`` or a file path)."""
+
+    name: str
+    weights: str | None = "default"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """An image source spec (``demo``, ``folder:PATH``), how many images, the subset seed, source options."""
+
+    source: str = "demo"
+    n: int | None = 200
+    seed: int = 0
+    options: Params = ()
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    """A CAM method name and its parameters (empty = the method's defaults)."""
+
+    method: str = "gradcam"
+    params: Params = ()
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """Everything that decides a sweep's numbers (device and batch size do not, up to float tolerance)."""
+
+    models: tuple[ModelSpec, ...]
+    data: DataConfig = field(default_factory=DataConfig)
+    eps: tuple[float, ...] = DEFAULT_EPS
+    layers: str | tuple[str, ...] = "default"
+    cam: CamConfig = field(default_factory=CamConfig)
+    target: str = "pred"
+    gaussian_ssim: bool = False
+
+    def key(self) -> str:
+        """A stable 16-hex-digit digest of the configuration."""
+        return _key(self)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,89 @@
+"""Image sources: a spec string (``demo``, ``folder:PATH``) → :class:`Samples`.
+
+A source is registered under its scheme with :func:`register_source`; the part after ``:`` is its argument.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gcdash.errors import GcdashError
+from gcdash.registry import Registry
+
+
+@dataclass
+class Samples:
+    """A list of images with labels and stable ids.
+
+    ``images``: uint8 RGB arrays (H, W, 3), any size (each model's ``preprocess`` resizes); ``labels``: int64,
+    -1 where unknown; ``ids``: unique strings (shown in tables, used in links); ``class_names``: label → name;
+    ``masks``: optional bool (H, W) object masks, aligned with the images.
+    """
+
+    images: list[np.ndarray]
+    labels: np.ndarray
+    ids: list[str]
+    class_names: list[str]
+    masks: list[np.ndarray] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if not (len(self.images) == len(self.labels) == len(self.ids)):
+            raise ValueError("images, labels and ids must have the same length")
+        if len(set(self.ids)) != len(self.ids):
+            raise ValueError("image ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def subset(self, index: Sequence[int]) -> Samples:
+        idx = list(index)
+        return Samples(
+            images=[self.images[i] for i in idx],
+            labels=self.labels[idx],
+            ids=[self.ids[i] for i in idx],
+            class_names=self.class_names,
+            masks=None if self.masks is None else [self.masks[i] for i in idx],
+            meta=dict(self.meta),
+        )
+
+
+Loader = Callable[..., Samples]
+SOURCES: Registry[Loader] = Registry("data source")
+
+
+def register_source(scheme: str, loader: Loader) -> None:
+    """``loader(arg, n=..., seed=..., **options) -> Samples`` serves specs ``scheme`` and ``scheme:arg``."""
+    SOURCES.add(scheme, loader)
+
+
+def load(spec: str, n: int | None = None, seed: int = 0, **options) -> Samples:
+    """Load the source named by ``spec`` (``demo``, ``folder:PATH``): at most ``n`` images, chosen with ``seed``."""
+    _load_builtin()
+    scheme, _, arg = spec.partition(":")
+    samples = SOURCES.get(scheme)(arg or None, n=n, seed=seed, **options)
+    if len(samples) == 0:
+        raise GcdashError(f"data source {spec!r} gave no images; check the path, the class filter and --n")
+    return samples
+
+
+def names() -> list[str]:
+    _load_builtin()
+    return SOURCES.names()
+
+
+def _load_builtin() -> None:
+    for module in ("gcdash.data.demo", "gcdash.data.folder"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+__all__ = ["SOURCES", "Samples", "load", "names", "register_source"]

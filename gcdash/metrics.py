@@ -1,0 +1,130 @@
+"""Dissimilarity of explanations (Chakraborty et al., CVPRW 2022) and accuracy under attack.
+
+- ``ssim``: SSIM (Wang et al., IEEE TIP 2004), batched in torch on any device, equal to
+  ``skimage.metrics.structural_similarity(a, b, data_range=1.0)`` (7×7 uniform window, sample covariance,
+  K1 = 0.01, K2 = 0.03, mean over the valid region), or with ``gaussian=True`` to skimage's
+  ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False`` (11×11 window).
+- ``nissim = (1 − SSIM) / 2`` ∈ [0, 1]: 0 = same explanation, 1 = opposite.
+- ``mod``: Mean Observed Dissimilarity, the mean NISSIM over the adversarial test set at one eps.
+- ``vid``: Variation in Dissimilarity, the population std of MOD over the eps > 0 levels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+K1, K2 = 0.01, 0.03
+UNIFORM_WIN = 7
+GAUSSIAN_SIGMA, GAUSSIAN_TRUNCATE = 1.5, 3.5
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _as_batch(a: ArrayLike, device: torch.device | str | None) -> torch.Tensor:
+    t = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a))
+    t = t.to(device=device, dtype=torch.float64)
+    return t[None] if t.ndim == 2 else t
+
+
+def _window(gaussian: bool, device: torch.device) -> torch.Tensor:
+    """The averaging kernel as a (1, 1, k, k) float64 tensor: uniform 7×7, or scipy's Gaussian (σ 1.5,
+    truncate 3.5 → radius 5)."""
+    if not gaussian:
+        return torch.full((1, 1, UNIFORM_WIN, UNIFORM_WIN), 1.0 / UNIFORM_WIN**2, dtype=torch.float64, device=device)
+    radius = int(GAUSSIAN_TRUNCATE * GAUSSIAN_SIGMA + 0.5)
+    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-0.5 * (x / GAUSSIAN_SIGMA) ** 2)
+    g = g / g.sum()
+    return (g[:, None] * g[None, :])[None, None]
+
+
+def ssim(
+    a: ArrayLike,
+    b: ArrayLike,
+    *,
+    gaussian: bool = False,
+    data_range: float = 1.0,
+    device: torch.device | str | None = None,
+) -> np.ndarray:
+    """SSIM of each pair ``a[i], b[i]`` (maps (N, H, W) or one (H, W) pair) → float64 array (N,).
+
+    ``S = (2μaμb + C1)(2σab + C2) / ((μa² + μb² + C1)(σa² + σb² + C2))`` with ``C1 = (K1·R)²``,
+    ``C2 = (K2·R)²``, local moments over each window that fits inside the image (no padding), averaged.
+    Computed in float64 on ``device`` (default: ``a``'s device if it is a tensor, else CPU).
+    """
+    if device is None and isinstance(a, torch.Tensor):
+        device = a.device
+    x, y = _as_batch(a, device), _as_batch(b, device)
+    if x.shape != y.shape:
+        raise ValueError(f"maps differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+    win = _window(gaussian, x.device)
+    k = win.shape[-1]
+    if min(x.shape[-2:]) < k:
+        raise ValueError(f"maps must be at least {k}×{k} for SSIM, got {tuple(x.shape[-2:])}")
+    if x.shape[0] == 0:
+        return np.zeros(0)
+    stack = torch.stack([x, y, x * x, y * y, x * y], dim=1).reshape(-1, 1, *x.shape[-2:])
+    mx, my, mxx, myy, mxy = F.conv2d(stack, win).reshape(x.shape[0], 5, -1).unbind(1)
+    cov_norm = 1.0 if gaussian else k * k / (k * k - 1.0)
+    vx, vy, vxy = cov_norm * (mxx - mx * mx), cov_norm * (myy - my * my), cov_norm * (mxy - mx * my)
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    s = (2 * mx * my + c1) * (2 * vxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.mean(dim=1).cpu().numpy()
+
+
+def nissim(a: ArrayLike, b: ArrayLike, **ssim_options) -> np.ndarray:
+    """Normalised Inverted SSIM, ``(1 − SSIM) / 2``, clipped to [0, 1] against float round-off."""
+    return nissim_from_ssim(ssim(a, b, **ssim_options))
+
+
+def nissim_from_ssim(s: ArrayLike) -> np.ndarray:
+    return np.clip((1.0 - np.asarray(s, dtype=np.float64)) / 2.0, 0.0, 1.0)
+
+
+def mod(values: Sequence[float] | np.ndarray) -> float:
+    """Mean Observed Dissimilarity: ``MOD = mean_i NISSIM_i`` over the images attacked at one eps."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("MOD of an empty set of images")
+    return float(arr.mean())
+
+
+def vid(mod_by_eps: Mapping[float, float]) -> float:
+    """Variation in Dissimilarity: ``m = mean_e MOD_e``, ``VID = sqrt(mean_e (MOD_e − m)²)`` over eps > 0
+    (eps = 0 is the control, trivially 0, and is left out)."""
+    values = np.array([v for e, v in mod_by_eps.items() if e > 0], dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("VID needs MOD at one eps > 0 at least")
+    return float(values.std(ddof=0))
+
+
+def accuracy(pred: ArrayLike, labels: ArrayLike) -> float:
+    """Share of labelled images (label ≥ 0) whose prediction equals the label; NaN when none is labelled."""
+    pred, labels = np.asarray(pred), np.asarray(labels)
+    known = labels >= 0
+    return float((pred[known] == labels[known]).mean()) if known.any() else float("nan")
+
+
+def attack_success(pred_clean: ArrayLike, pred_adv: ArrayLike, labels: ArrayLike) -> float:
+    """Share of clean-correct images whose prediction the attack flips; NaN when none is clean-correct."""
+    pred_clean, pred_adv, labels = np.asarray(pred_clean), np.asarray(pred_adv), np.asarray(labels)
+    correct = (labels >= 0) & (pred_clean == labels)
+    return float((pred_adv[correct] != pred_clean[correct]).mean()) if correct.any() else float("nan")
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (e.g. the 95% band around MOD)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, arr.size, size=(n_boot, arr.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)

@@ -1,0 +1,90 @@
+"""The model registry: ``names()``, ``load(name, weights=...)`` → :class:`ModelHandle`.
+
+A builder is registered under a public name with :func:`register`; it takes ``weights`` (``"default"``, ``None``
+for random init, ``"imagenet"`` or a checkpoint path where the family supports them) and returns a handle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gcdash.models.handle import ModelHandle, PixelSpaceNet
+from gcdash.registry import Registry
+
+Weights = str | Path | None
+Builder = Callable[..., ModelHandle]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about a model name before it is built."""
+
+    name: str
+    build: Builder
+    family: str = ""
+    description: str = ""
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def register(name: str, build: Builder, *, family: str = "", description: str = "", replace: bool = False) -> None:
+    """Make ``name`` loadable with :func:`load`."""
+    MODELS.add(name, ModelEntry(name, build, family, description), replace=replace)
+
+
+def names() -> list[str]:
+    """Registered model names, in registration order."""
+    _load_builtin()
+    return MODELS.names()
+
+
+def entry(name: str) -> ModelEntry:
+    _load_builtin()
+    return MODELS.get(name)
+
+
+def load(name: str, weights: Weights = "default", device: str | torch.device | None = None, **kwargs) -> ModelHandle:
+    """Build the model ``name`` with ``weights`` and move it to ``device`` (default: CPU)."""
+    handle = entry(name).build(weights=weights, **kwargs)
+    return handle.to(device) if device is not None else handle
+
+
+def _load_builtin() -> None:
+    """Import the modules that register the built-in models (lazily, so importing gcdash stays cheap)."""
+    import importlib
+
+    for module in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:  # a family still being written must not break the others
+            if err.name != module:
+                raise
+
+
+_BUILTIN_MODULES = ("gcdash.models.demo", "gcdash.models.paper")
+
+
+def expand(spec: str) -> list[str]:
+    """``"a,b"`` → ``["a", "b"]``; ``"<family>-all"`` (e.g. ``demo-all``, ``paper-all``) → that family's models.
+    Unknown names raise a GcdashError listing the valid ones."""
+    from gcdash.errors import GcdashError
+
+    out: list[str] = []
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        family = part[: -len("-all")] if part.endswith("-all") else None
+        members = [n for n in names() if MODELS.get(n).family == family] if family else [entry(part).name]
+        if not members:
+            groups = sorted({f"{MODELS.get(n).family}-all" for n in names() if MODELS.get(n).family})
+            raise GcdashError(f"unknown model group {part!r}; choose from: {', '.join(groups)}")
+        out += [m for m in members if m not in out]
+    if not out:
+        raise GcdashError(f"no model given; choose from: {', '.join(names())}")
+    return out
+
+
+__all__ = ["MODELS", "ModelEntry", "ModelHandle", "PixelSpaceNet", "entry", "expand", "load", "names", "register"]

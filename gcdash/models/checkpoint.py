@@ -1,0 +1,244 @@
+"""User checkpoints: state dicts of fine-tuned models (e.g. a 500-identity VGGFace2 head), read safely.
+
+A checkpoint is a ``.safetensors`` file or a ``torch.save`` file read with ``torch.load(weights_only=True)``:
+tensors and plain containers only, so a file that tries to run code while unpickling (a ``__reduce__`` payload)
+is refused before anything runs. Common wrappers (``{"state_dict": ...}``, ``{"model": ...}``) and prefixes
+(``module.`` from DataParallel, ``_orig_mod.`` from ``torch.compile``, ``backbone.`` from :class:`PixelSpaceNet`)
+are unwrapped. Class names come from the checkpoint itself (written by :func:`save_checkpoint`), a ``.txt``
+(one per line) or ``.json`` (list, or ``{index: name}``) file, or an image folder's sub-folder names.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from gcdash.errors import GcdashError
+from gcdash.models.handle import ModelHandle, PixelSpaceNet
+
+StateDict = dict[str, torch.Tensor]
+ClassNames = Sequence[str] | str | Path | None
+
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
+PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.")
+NORM_BUFFERS = ("mean", "std")  # PixelSpaceNet's own buffers: the architecture does not have them
+SHOWN = 3  # how many offending keys an error message lists
+
+
+@dataclass
+class Checkpoint:
+    """A state dict with what the file says about itself (class names, architecture), if anything."""
+
+    state_dict: StateDict
+    class_names: list[str] | None = None
+    arch: str | None = None
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read ``path`` (``.safetensors`` or a torch file) without running any code from it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise GcdashError(f"checkpoint {path} not found; give the path of a .pt/.pth/.safetensors file")
+    reader = _read_safetensors if path.suffix == ".safetensors" else _read_torch
+    return reader(path)
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[-1][:160]
+        raise GcdashError(
+            f"checkpoint {path.name} holds Python objects other than tensors and was not loaded (nothing in it was "
+            f"run); re-save it as a plain state dict (torch.save(model.state_dict(), path)) or .safetensors "
+            f"[{first}]"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
+        raise GcdashError(f"checkpoint {path.name} is not a readable torch file ({type(err).__name__})") from None
+    return _unwrap(obj, path.name)
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a Mapping)
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise GcdashError(f"checkpoint {path.name} is not a readable .safetensors file ({err})") from None
+    names = json.loads(meta["class_names"]) if "class_names" in meta else None
+    return Checkpoint(strip_prefixes(state), names, meta.get("arch"))
+
+
+def _unwrap(obj: object, label: str) -> Checkpoint:
+    """Find the state dict in a loaded object: the object itself or under one of :data:`WRAPPER_KEYS`."""
+    if not isinstance(obj, Mapping):
+        raise GcdashError(f"checkpoint {label} holds a {type(obj).__name__}, not a state dict")
+    inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), obj)
+    state = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+    if not state:
+        raise GcdashError(f"checkpoint {label} has no tensors (top-level keys: {', '.join(map(str, list(obj)[:6]))})")
+    names = obj.get("class_names") if inner is not obj else None
+    arch = obj.get("arch") if inner is not obj else None
+    return Checkpoint(strip_prefixes(state), list(names) if names else None, arch)
+
+
+def strip_prefixes(state: StateDict) -> StateDict:
+    """Drop PixelSpaceNet's normalisation buffers and any prefix of :data:`PREFIXES` shared by every key."""
+    if any(k.startswith("backbone.") for k in state):
+        state = {k: v for k, v in state.items() if k not in NORM_BUFFERS}
+    stripped = True
+    while stripped and state:
+        stripped = False
+        for prefix in PREFIXES:
+            if all(k.startswith(prefix) for k in state):
+                state = {k[len(prefix) :]: v for k, v in state.items()}
+                stripped = True
+    return state
+
+
+def num_classes_in(state: StateDict, head_weight: str) -> int:
+    """Number of classes of a checkpoint: the first dimension of its classifier's weight ``head_weight``."""
+    if head_weight not in state:
+        raise GcdashError(f"checkpoint has no classifier weight {head_weight!r}; is it for another architecture?")
+    return int(state[head_weight].shape[0])
+
+
+def load_into(model: nn.Module, state: StateDict, ignore: Sequence[str] = (), label: str = "checkpoint") -> None:
+    """Load ``state`` into ``model`` strictly; keys starting with an ``ignore`` prefix are skipped on both sides.
+
+    Missing, unexpected and wrongly shaped keys are reported together, a few of each, in one line. A model built
+    on the meta device (no memory, no init cost) receives the checkpoint's tensors, cast to its dtypes.
+    """
+    kept = {k: v for k, v in state.items() if not k.startswith(tuple(ignore))}
+    expected = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(ignore))}
+    common = [k for k in expected if k in kept]
+    problems = {
+        "missing": [k for k in expected if k not in kept],
+        "unexpected": [k for k in kept if k not in expected],
+        "wrong shape": [
+            f"{k} {tuple(kept[k].shape)}≠{tuple(expected[k].shape)}"
+            for k in common
+            if kept[k].shape != expected[k].shape
+        ],
+    }
+    found = {kind: keys for kind, keys in problems.items() if keys}
+    if found:
+        detail = "; ".join(f"{kind} ({len(keys)}): {', '.join(keys[:SHOWN])}" for kind, keys in found.items())
+        raise GcdashError(f"{label} does not fit {type(model).__name__}: {detail}")
+    on_meta = any(t.is_meta for t in model.state_dict().values())
+    kept = {k: v.to(expected[k].dtype) for k, v in kept.items()} if on_meta else kept
+    model.load_state_dict(kept, strict=False, assign=on_meta)
+    left = [k for k, t in model.state_dict().items() if t.is_meta]
+    if left:
+        raise GcdashError(f"{label} left {len(left)} tensors uninitialised: {', '.join(left[:SHOWN])}")
+
+
+def resolve_class_names(spec: ClassNames, n: int, fallback: Sequence[str] | None = None) -> list[str]:
+    """Class names from a list, a ``.txt``/``.json`` file or an image folder; else ``fallback``; else
+    ``class 0 … class n-1``. The count must be ``n``."""
+    if spec is None:
+        names = list(fallback) if fallback else [f"class {i}" for i in range(n)]
+    elif isinstance(spec, str | Path):
+        names = read_class_names(spec)
+    else:
+        names = [str(s) for s in spec]
+    if len(names) != n:
+        raise GcdashError(f"got {len(names)} class names for a model with {n} classes")
+    return names
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Names from ``path``: a folder (sorted sub-folder names, like torchvision's ImageFolder) or a file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        from gcdash.data.folder import class_folders
+
+        return class_folders(path)
+    reader = _NAME_READERS.get(path.suffix.lower())
+    if reader is None or not path.is_file():
+        raise GcdashError(f"class names file {path} not found; give a .txt (one per line), .json or image folder")
+    try:
+        return reader(path.read_text(encoding="utf-8"))
+    except (ValueError, KeyError, TypeError) as err:
+        raise GcdashError(f"class names file {path.name} could not be read: {err}") from None
+
+
+def _names_txt(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _names_json(text: str) -> list[str]:
+    """A list of names, or ``{index: name}`` (a name may be ``[wnid, name]`` as in ImageNet's class index)."""
+    data = json.loads(text)
+    if isinstance(data, dict):
+        index = {int(k): v for k, v in data.items()}
+        if sorted(index) != list(range(len(index))):
+            raise ValueError("the indices must run 0..N-1")
+        data = [index[i] for i in range(len(index))]
+    return [str(v[-1]) if isinstance(v, list) else str(v) for v in data]
+
+
+_NAME_READERS = {".txt": _names_txt, ".json": _names_json}
+
+
+def architecture(model: ModelHandle | nn.Module) -> nn.Module:
+    """The bare architecture inside a handle or a :class:`PixelSpaceNet` (whose keys a checkpoint holds)."""
+    net = model.net if isinstance(model, ModelHandle) else model
+    return net.backbone if isinstance(net, PixelSpaceNet) else net
+
+
+def save_checkpoint(
+    model: ModelHandle | nn.Module, path: str | Path, class_names: Sequence[str] | None = None, arch: str | None = None
+) -> Path:
+    """Write the architecture's state dict (no normalisation buffers) with class names, atomically.
+
+    ``.safetensors`` keeps names and architecture in its metadata; any other suffix writes
+    ``{"state_dict", "class_names", "arch"}`` with ``torch.save`` (loadable with ``weights_only=True``).
+    """
+    if isinstance(model, ModelHandle):
+        class_names = model.class_names if class_names is None else class_names
+        arch = arch or model.name
+    state = {k: v.detach().cpu().contiguous() for k, v in architecture(model).state_dict().items()}
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        _write(state, Path(tmp), path.suffix, list(class_names or []), arch or "")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _write(state: StateDict, tmp: Path, suffix: str, names: list[str], arch: str) -> None:
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(tmp), metadata={"class_names": json.dumps(names), "arch": arch})
+    else:
+        torch.save({"state_dict": state, "class_names": names, "arch": arch}, tmp)
+
+
+__all__ = [
+    "Checkpoint",
+    "architecture",
+    "load_into",
+    "num_classes_in",
+    "read_checkpoint",
+    "read_class_names",
+    "resolve_class_names",
+    "save_checkpoint",
+    "strip_prefixes",
+]

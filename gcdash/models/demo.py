@@ -1,0 +1,133 @@
+"""The demo models: four small CNNs trained on the ``demo`` shapes, shipped as safetensors in ``weights/``.
+
+``demo-vgg``, ``demo-resnet``, ``demo-inception``, ``demo-xception`` (architectures in :mod:`gcdash.models.demo_nets`)
+stand in for the paper's VGG16, ResNet, InceptionV3 and Xception so the whole dashboard runs offline on a CPU.
+``weights``: ``"default"`` the shipped file, ``None`` a seeded random init, or a path to a safetensors file or a
+``torch.save``'d state dict (read with ``weights_only=True``). Retrain the shipped files with
+``python -m gcdash train-demo``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from gcdash.data.demo import CLASS_NAMES, IMAGE_SIZE
+from gcdash.errors import GcdashError
+from gcdash.models import ModelHandle, PixelSpaceNet, Weights, register
+from gcdash.models.demo_nets import DemoNet, demo_inception, demo_resnet, demo_vgg, demo_xception
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MEAN = (0.5, 0.5, 0.5)  # the demo images' channel means and stds are about 0.50 and 0.24
+STD = (0.25, 0.25, 0.25)
+INIT_SEED = 0
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class DemoArch:
+    """A demo model's architecture factory (``num_classes → DemoNet``) and its one-line description."""
+
+    make: Callable[[int], DemoNet]
+    description: str
+
+
+ARCHITECTURES: dict[str, DemoArch] = {
+    "demo-vgg": DemoArch(demo_vgg, "plain deep conv stack, 5 VGG blocks (stands in for VGG16)"),
+    "demo-resnet": DemoArch(demo_resnet, "residual net, 3 stages × 2 basic blocks (stands in for ResNet50/101)"),
+    "demo-inception": DemoArch(demo_inception, "wide multi-branch, 5 inception blocks (stands in for InceptionV3)"),
+    "demo-xception": DemoArch(demo_xception, "depthwise-separable convs with residuals (stands in for Xception)"),
+}
+
+
+def weights_path(name: str, folder: Path | None = None) -> Path:
+    """Where the weights of demo model ``name`` live (``folder`` defaults to the shipped ``weights/``)."""
+    return (WEIGHTS_DIR if folder is None else Path(folder)) / f"{name}.safetensors"
+
+
+def random_net(name: str, seed: int = INIT_SEED) -> PixelSpaceNet:
+    """Demo model ``name`` with a seeded random init, in pixel space; the global RNG is left untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        backbone = ARCHITECTURES[name].make(len(CLASS_NAMES))
+    return PixelSpaceNet(backbone, MEAN, STD)
+
+
+def read_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a safetensors file, or from a ``torch.save`` file read with ``weights_only=True``
+    (a ``{"state_dict": ...}`` wrapper is unwrapped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GcdashError(f"weights file {str(path)!r} not found; give the path of a .safetensors or .pt file")
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable file is the user's to fix, not a crash
+        raise GcdashError(f"cannot read weights file {str(path)!r}: {err}") from None
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise GcdashError(f"weights file {str(path)!r} holds no state dict")
+    return state
+
+
+def load_state_into(net: PixelSpaceNet, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a full-net state dict, or a backbone-only one (keys without ``backbone.``); mismatches are user errors."""
+    if not any(k.startswith("backbone.") for k in state):
+        state = {**{f"backbone.{k}": v for k, v in state.items()}, "mean": net.mean, "std": net.std}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise GcdashError(f"weights {source!r} do not fit this model ({first})") from None
+
+
+def shipped_state(name: str) -> dict[str, torch.Tensor]:
+    """The shipped weights of ``name``; a clear error when they are missing or made for other classes."""
+    path = weights_path(name)
+    if not path.is_file():
+        raise GcdashError(f"no trained weights for {name} at {path}; run `python -m gcdash train-demo`")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        classes = json.loads((f.metadata() or {}).get("class_names", "null"))
+    if classes is not None and classes != list(CLASS_NAMES):
+        raise GcdashError(f"{path.name} was trained for other classes; run `python -m gcdash train-demo`")
+    return read_state(path)
+
+
+def build(name: str, weights: Weights = "default") -> ModelHandle:
+    """A :class:`ModelHandle` for demo model ``name`` with ``weights`` ("default", None or a path)."""
+    net = random_net(name)
+    if weights == "default":
+        load_state_into(net, shipped_state(name), f"{name} (shipped)")
+    elif weights is not None:
+        load_state_into(net, read_state(weights), str(weights))
+    backbone: DemoNet = net.backbone  # type: ignore[assignment]
+    layers = backbone.catalog()
+    return ModelHandle(
+        name=name,
+        net=net.eval(),
+        input_size=(IMAGE_SIZE, IMAGE_SIZE),
+        class_names=list(CLASS_NAMES),
+        layers=layers,
+        default_layer=next(reversed(layers)),
+        crop=False,
+        family="demo",
+    )
+
+
+def _register_all() -> None:
+    for name, arch in ARCHITECTURES.items():
+        register(name, partial(build, name), family="demo", description=arch.description)
+
+
+_register_all()
+
+__all__ = ["ARCHITECTURES", "MEAN", "STD", "WEIGHTS_DIR", "build", "random_net", "read_state", "weights_path"]

@@ -1,0 +1,130 @@
+"""Model handles: a pixel-space network plus everything the engine needs to know about it."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+ImageLike = np.ndarray | Image.Image
+
+
+class PixelSpaceNet(nn.Module):
+    """``backbone((x - mean) / std)``: takes RGB float [0, 1] NCHW, so attacks and clipping live in pixel space."""
+
+    def __init__(self, backbone: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone((x - self.mean) / self.std)
+
+
+def weights_digest(net: nn.Module) -> str:
+    """SHA-256 over the state dict (names, dtypes, shapes, bytes): the content key of a model's weights."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(net.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def to_rgb_array(image: ImageLike) -> np.ndarray:
+    """Any PIL image or array (H, W[, C]) → uint8 RGB (H, W, 3)."""
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"image arrays must be uint8 RGB, got {arr.dtype}")
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise ValueError(f"image arrays must be (H, W, 3), got {arr.shape}")
+    return arr[..., :3]
+
+
+def resize_and_crop(image: np.ndarray, size: tuple[int, int], crop: bool = True) -> np.ndarray:
+    """Resize the short side to the target and centre-crop (``crop=True``, torchvision's eval transform), or
+    resize straight to ``size`` (``crop=False``, for pre-aligned face crops). Identity when already that size."""
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    pil = Image.fromarray(image)
+    if not crop:
+        return np.asarray(pil.resize((w, h), Image.BILINEAR))
+    scale = max(h / pil.height, w / pil.width)
+    new_w, new_h = max(w, round(pil.width * scale)), max(h, round(pil.height * scale))
+    pil = pil.resize((new_w, new_h), Image.BILINEAR)
+    left, top = (new_w - w) // 2, (new_h - h) // 2
+    return np.asarray(pil.crop((left, top, left + w, top + h)))
+
+
+@dataclass(eq=False)
+class ModelHandle:
+    """A loaded model as the engine sees it.
+
+    ``net`` is an eval-mode module on RGB float [0, 1] NCHW (normalisation inside); ``layers`` is an ordered
+    name → module catalog, shallow → deep (the order the forward pass reaches them); ``lock`` serialises model
+    passes, because CAM hooks and backward calls on one shared module must not interleave between threads.
+    """
+
+    name: str
+    net: nn.Module
+    input_size: tuple[int, int]
+    class_names: list[str]
+    layers: dict[str, nn.Module]
+    default_layer: str
+    crop: bool = True
+    family: str = ""
+    digest: str = ""
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.default_layer not in self.layers:
+            raise ValueError(f"default layer {self.default_layer!r} is not in the layer catalog")
+        self.net.eval()
+        if not self.digest:
+            self.digest = weights_digest(self.net)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def to(self, device: str | torch.device) -> ModelHandle:
+        self.net.to(device)
+        return self
+
+    def preprocess(self, images: Sequence[ImageLike]) -> torch.Tensor:
+        """Images (PIL or uint8 arrays of any size) → float [0, 1] (N, 3, H, W) at ``input_size`` on CPU."""
+        arrays = [resize_and_crop(to_rgb_array(im), self.input_size, self.crop) for im in images]
+        batch = np.stack(arrays).astype(np.float32) / 255.0
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+    def resolve_layers(self, layers: str | Sequence[str] | None) -> list[str]:
+        """``None``/"default" → the default layer; "all" → the catalog; names → checked, in catalog order."""
+        from gcdash.errors import GcdashError
+
+        if layers is None or layers == "default":
+            return [self.default_layer]
+        if layers == "all":
+            return list(self.layers)
+        names = [layers] if isinstance(layers, str) else list(layers)
+        unknown = [n for n in names if n not in self.layers]
+        if unknown:
+            raise GcdashError(
+                f"unknown layer {unknown[0]!r} for model {self.name}; choose from: {', '.join(self.layers)}"
+            )
+        order = {n: i for i, n in enumerate(self.layers)}
+        return sorted(dict.fromkeys(names), key=order.__getitem__)

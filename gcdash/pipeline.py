@@ -1,0 +1,135 @@
+"""The sweep engine: models × images × eps × layers × method, through the cache, with progress and cancel.
+
+``sweep(config)`` loads the data once, each model once, runs a :class:`~gcdash.engine.ModelEngine` per model
+and returns a :class:`SweepResult` (the per-image table; summary and VID derive from it). Everything already in
+the store is read, not recomputed; whatever finished before a failure or a cancel stays in the store.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from gcdash import data, models, results
+from gcdash.config import SweepConfig
+from gcdash.data import Samples
+from gcdash.engine import ModelEngine, ShouldStop
+from gcdash.models.handle import ModelHandle
+from gcdash.store import Store
+
+Progress = Callable[[int, int, str], None]  # (done, total, what) → None
+
+
+def default_device() -> str:
+    """CUDA when present, else CPU."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str | None) -> str:
+    from gcdash.errors import GcdashError
+
+    device = device or default_device()
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GcdashError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise GcdashError(f"unknown device {device!r}; choose from: cpu, cuda")
+    return device
+
+
+@dataclass
+class SweepResult:
+    """A finished sweep: the per-image table (``results.PER_IMAGE_COLUMNS``) and how much model work it took."""
+
+    config: SweepConfig
+    per_image: pd.DataFrame
+    passes: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> pd.DataFrame:
+        return results.summary(self.per_image)
+
+    def vid(self) -> pd.DataFrame:
+        return results.vid(self.summary())
+
+    def write(self, out_dir) -> None:
+        """``per_image.parquet``, ``summary.csv`` and ``vid.csv`` into ``out_dir`` (created if needed)."""
+        from pathlib import Path
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        summary = self.summary()
+        self.per_image.to_parquet(out / "per_image.parquet", index=False)
+        summary.to_csv(out / "summary.csv", index=False)
+        results.vid(summary).to_csv(out / "vid.csv", index=False)
+
+
+def load_samples(config: SweepConfig) -> Samples:
+    return data.load(config.data.source, n=config.data.n, seed=config.data.seed, **dict(config.data.options))
+
+
+def load_handles(config: SweepConfig, device: str) -> dict[str, ModelHandle]:
+    """Load each model of ``config`` on ``device`` and check its layer selection (errors before any work)."""
+    handles = {}
+    for spec in config.models:
+        handle = models.load(spec.name, weights=spec.weights).to(device)
+        handle.resolve_layers(config.layers)
+        handles[spec.name] = handle
+    return handles
+
+
+def sweep(
+    config: SweepConfig,
+    store: Store | None = None,
+    *,
+    device: str | None = None,
+    batch_size: int = 32,
+    handles: Mapping[str, ModelHandle] | None = None,
+    samples: Samples | None = None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> SweepResult:
+    """Run ``config`` through the cache. ``handles`` (name → loaded handle) and ``samples`` skip loading;
+    ``progress(done, total, what)`` is called after each batch; ``should_stop()`` cancels between batches."""
+    store = store or Store()
+    samples = samples if samples is not None else load_samples(config)
+    device = resolve_device(device)
+    total, done = len(samples) * len(config.models), 0
+    frames, passes = [], {}
+    handles = dict(handles or {})
+    for spec in config.models:
+        handle = handles.get(spec.name) or models.load(spec.name, weights=spec.weights)
+        handle.to(device)
+        engine = ModelEngine(
+            handle, store, config.cam.method, dict(config.cam.params), config.target, config.gaussian_ssim, batch_size
+        )
+
+        def report(n: int, what: str) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, total, what)
+
+        table = engine.table(samples, config.eps, config.layers, report, should_stop)
+        table.insert(0, "method", config.cam.method)
+        table.insert(0, "model", spec.name)
+        frames.append(table)
+        passes[spec.name] = engine.passes
+    per_image = pd.concat(frames, ignore_index=True)[results.PER_IMAGE_COLUMNS]
+    result = SweepResult(config, per_image, passes)
+    save_run(store, result)
+    return result
+
+
+def save_run(store: Store, result: SweepResult) -> None:
+    """Index the run in the store (its config and per-image table as Parquet) for the Runs page."""
+    buf = io.BytesIO()
+    result.per_image.to_parquet(buf, index=False)
+    store.put_run(result.config.key(), result.config.to_dict(), buf.getvalue(), len(result.per_image), buf.tell())
+
+
+def load_run(store: Store, key: str) -> pd.DataFrame | None:
+    blob = store.get_run(key)
+    return None if blob is None else pd.read_parquet(io.BytesIO(blob))

@@ -1,0 +1,206 @@
+"""The on-disk cache: content-addressed cells in one SQLite file under ``cache/`` (or ``$GCDASH_CACHE``).
+
+- Keys are SHA-256 digests of everything a value depends on (see :func:`cell_key`), schema version included.
+- Arrays are stored as ``.npy`` bytes with a CRC; they are read with ``allow_pickle=False`` — nothing is
+  ever unpickled. An entry whose bytes do not check out is dropped and reported as a miss (recomputed).
+- Writes go in transactions (WAL journal), so a killed sweep leaves no entry that reads as valid, and several
+  processes or threads can fill one cache at once; identical keys hold identical values, so ``INSERT OR
+  REPLACE`` races are harmless.
+- A database file that SQLite cannot read at all is moved aside (``*.corrupt-<time>``) and a fresh one started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+import zlib
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+DB_NAME = "gcdash.sqlite"
+_REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS arrays (key TEXT PRIMARY KEY, kind TEXT, model TEXT, nbytes INTEGER, crc INTEGER,
+                                   created REAL, blob BLOB);
+CREATE TABLE IF NOT EXISTS scalars (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value REAL);
+CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, created REAL, config TEXT, n_rows INTEGER, nbytes INTEGER,
+                                 blob BLOB);
+"""
+_CHUNK = 500  # keys per SELECT ... IN (...)
+
+
+def default_root() -> Path:
+    """``$GCDASH_CACHE`` if set, else the repository's ``cache/`` folder (or ``~/.cache/gcdash`` outside one)."""
+    env = os.environ.get("GCDASH_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return _REPO_CACHE if _REPO_CACHE.is_dir() else Path.home() / ".cache" / "gcdash"
+
+
+def cell_key(*parts: object) -> str:
+    """SHA-256 over the canonical JSON of ``parts`` and the schema version."""
+    text = json.dumps([SCHEMA_VERSION, *parts], sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def encode(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def decode(blob: bytes) -> np.ndarray:
+    return np.load(io.BytesIO(blob), allow_pickle=False)
+
+
+class Store:
+    """A cache rooted at ``root`` (created on first use). Thread-safe: one SQLite connection per thread."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_root()
+        self.path = self.root / DB_NAME
+        self._local = threading.local()
+
+    # -- connection ---------------------------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=60.0)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _quarantine(self) -> None:
+        self.close()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(str(self.path) + suffix)
+            if src.exists():
+                src.replace(Path(f"{src}.corrupt-{stamp}"))
+
+    def _run(self, fn):
+        """Run ``fn(conn)``; a corrupt database is moved aside and ``fn`` retried on a fresh one."""
+        try:
+            return fn(self._conn())
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err):
+                raise
+            self._quarantine()
+            return fn(self._conn())
+
+    # -- arrays -------------------------------------------------------------------------------------------
+    def get_arrays(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored arrays among ``keys``; missing and damaged entries are simply absent (damaged ones are
+        deleted, so the next write replaces them)."""
+        rows = self._select("SELECT key, crc, blob FROM arrays WHERE key IN ({})", keys)
+        found, damaged = {}, []
+        for key, crc, blob in rows:
+            try:
+                if zlib.crc32(blob) != crc:
+                    raise ValueError("crc mismatch")
+                found[key] = decode(blob)
+            except (ValueError, OSError, EOFError):
+                damaged.append(key)
+        if damaged:
+            self._run(lambda c: self._delete(c, "arrays", damaged))
+        return found
+
+    def put_arrays(self, items: Mapping[str, np.ndarray], kind: str, model: str = "") -> None:
+        now = time.time()
+        rows = []
+        for key, array in items.items():
+            blob = encode(array)
+            rows.append((key, kind, model, len(blob), zlib.crc32(blob), now, blob))
+        self._write("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    # -- scalars ------------------------------------------------------------------------------------------
+    def get_scalars(self, keys: Sequence[str]) -> dict[str, float]:
+        return {k: float(v) for k, v in self._select("SELECT key, value FROM scalars WHERE key IN ({})", keys)}
+
+    def put_scalars(self, items: Mapping[str, float], kind: str, model: str = "") -> None:
+        rows = [(k, kind, model, float(v)) for k, v in items.items()]
+        self._write("INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?)", rows)
+
+    # -- runs ---------------------------------------------------------------------------------------------
+    def put_run(self, key: str, config: Mapping, table_bytes: bytes, n_rows: int, nbytes: int) -> None:
+        row = (key, time.time(), json.dumps(config, sort_keys=True), n_rows, nbytes, table_bytes)
+        self._write("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", [row])
+
+    def get_run(self, key: str) -> bytes | None:
+        rows = self._select("SELECT key, blob FROM runs WHERE key IN ({})", [key])
+        return rows[0][1] if rows else None
+
+    def runs(self) -> list[dict]:
+        """Saved runs, newest first: key, created, config (dict), n_rows, nbytes (cell bytes they use)."""
+        query = "SELECT key, created, config, n_rows, nbytes FROM runs ORDER BY created DESC"
+        rows = self._run(lambda c: c.execute(query).fetchall())
+        return [dict(key=k, created=t, config=json.loads(cfg), n_rows=n, nbytes=b) for k, t, cfg, n, b in rows]
+
+    # -- housekeeping -------------------------------------------------------------------------------------
+    def size_bytes(self) -> int:
+        files = [Path(str(self.path) + s) for s in ("", "-wal", "-shm")]
+        return sum(f.stat().st_size for f in files if f.exists())
+
+    def usage(self) -> list[dict]:
+        """Bytes and entries per (model digest, kind), for the Runs page."""
+        query = "SELECT model, kind, COUNT(*), SUM(nbytes) FROM arrays GROUP BY model, kind"
+        rows = self._run(lambda c: c.execute(query).fetchall())
+        return [dict(model=m, kind=k, entries=n, nbytes=b or 0) for m, k, n, b in rows]
+
+    def clear(self) -> None:
+        """Delete every entry (the file stays, emptied and compacted)."""
+
+        def wipe(conn: sqlite3.Connection) -> None:
+            with conn:
+                for table in ("arrays", "scalars", "runs"):
+                    conn.execute(f"DELETE FROM {table}")
+            conn.execute("VACUUM")
+
+        self._run(wipe)
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _select(self, query: str, keys: Sequence[str]) -> list[tuple]:
+        keys = list(keys)
+
+        def fetch(conn: sqlite3.Connection) -> list[tuple]:
+            rows: list[tuple] = []
+            for start in range(0, len(keys), _CHUNK):
+                chunk = keys[start : start + _CHUNK]
+                rows += conn.execute(query.format(",".join("?" * len(chunk))), chunk).fetchall()
+            return rows
+
+        return self._run(fetch) if keys else []
+
+    def _write(self, statement: str, rows: Iterable[tuple]) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:  # one transaction: all rows or none
+                conn.executemany(statement, rows)
+
+        self._run(write)
+
+    @staticmethod
+    def _delete(conn: sqlite3.Connection, table: str, keys: Sequence[str]) -> None:
+        with conn:
+            conn.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in keys])

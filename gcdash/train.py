@@ -1,0 +1,202 @@
+"""Train the demo models on the ``demo`` shapes and save their weights as safetensors (``python -m gcdash train-demo``).
+
+Plain supervised training, no adversarial examples (the demo must show attacks working): AdamW with a one-cycle
+schedule, cross-entropy, random flips; every model sees the same fixed training images in its own seeded order.
+The defaults train all four models in under 10 minutes on a 2-core CPU, to ≥ 95 % clean top-1 on the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+from torch import nn
+from tqdm import tqdm
+
+from gcdash.data.demo import CLASS_NAMES, IMAGE_SIZE, generate_arrays
+from gcdash.errors import GcdashError
+from gcdash.models.demo import ARCHITECTURES, FORMAT_VERSION, WEIGHTS_DIR, random_net, weights_path
+
+DEFAULT_STEPS = 600
+DEFAULT_N_TRAIN = 12_000
+DEFAULT_N_VAL = 1_000
+# Channels-last memory makes plain convs ~40 % faster on CPU but depthwise ones far slower.
+CHANNELS_LAST = {"demo-vgg": True, "demo-resnet": True, "demo-inception": True, "demo-xception": False}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a training run (stored in each weight file's metadata)."""
+
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 64
+    n_train: int = DEFAULT_N_TRAIN
+    n_val: int = DEFAULT_N_VAL
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+@dataclass
+class TrainReport:
+    """What one model's training did: mean loss over the first and last tenth of the steps, val accuracy."""
+
+    name: str
+    path: str
+    seconds: float
+    first_loss: float
+    last_loss: float
+    val_accuracy: float
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC → float [0, 1] NCHW."""
+    return images.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, seed: int) -> Iterator[tuple]:
+    """``cfg.steps`` random batches (float NCHW, labels), each image flipped left-right and up-down at random."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(cfg.steps):
+        idx = torch.randint(len(images), (cfg.batch_size,), generator=gen)
+        x = to_float(images[idx])
+        flips = torch.rand(2, cfg.batch_size, 1, 1, 1, generator=gen) < 0.5
+        x = torch.where(flips[0], x.flip(3), x)
+        yield torch.where(flips[1], x.flip(2), x), labels[idx]
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 250) -> float:
+    """Top-1 accuracy of ``net`` (eval mode) on uint8 NHWC images."""
+    net.eval()
+    hits = sum(
+        (net(to_float(images[i : i + batch_size])).argmax(1) == labels[i : i + batch_size]).sum().item()
+        for i in range(0, len(images), batch_size)
+    )
+    return hits / max(len(images), 1)
+
+
+def fit(net: nn.Module, data: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfig, bar: tqdm) -> list[float]:
+    """Train ``net`` in place for ``cfg.steps`` steps; returns the loss of every step."""
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.2)
+    net.train()
+    losses = []
+    fmt = torch.channels_last if _is_channels_last(net) else torch.contiguous_format
+    for x, y in batches(*data, cfg, seed=cfg.seed):
+        loss = F.cross_entropy(net(x.contiguous(memory_format=fmt)), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return losses
+
+
+def _is_channels_last(net: nn.Module) -> bool:
+    weight = next(p for p in net.parameters() if p.ndim == 4)
+    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def save_weights(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``net``'s state dict as safetensors, atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    try:
+        save_file(state, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def train_model(name: str, train: tuple, val: tuple, cfg: TrainConfig, out: Path, bar: tqdm) -> TrainReport:
+    """Train demo model ``name`` from its seeded init, measure val accuracy, save it under ``out``."""
+    start = time.perf_counter()
+    net = random_net(name, seed=cfg.seed)
+    if CHANNELS_LAST[name]:
+        net = net.to(memory_format=torch.channels_last)
+    bar.set_description(name)
+    losses = fit(net, train, cfg, bar)
+    net = net.to(memory_format=torch.contiguous_format)
+    val_acc = accuracy(net, *val)
+    tenth = max(len(losses) // 10, 1)
+    report = TrainReport(name, str(weights_path(name, out)), 0.0, float(np.mean(losses[:tenth])),
+                         float(np.mean(losses[-tenth:])), val_acc)  # fmt: skip
+    meta = {"format": FORMAT_VERSION, "model": name, "class_names": json.dumps(list(CLASS_NAMES)),
+            "input_size": json.dumps([IMAGE_SIZE, IMAGE_SIZE]), "config": json.dumps(asdict(cfg)),
+            "val_accuracy": f"{val_acc:.4f}"}  # fmt: skip
+    save_weights(net, Path(report.path), meta)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def load_split(split: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` images of a demo split as (uint8 NHWC tensor, int64 labels)."""
+    images, _, labels = generate_arrays(split, range(n), seed)
+    return torch.from_numpy(images), torch.from_numpy(labels)
+
+
+def train_demo(
+    models: Sequence[str] | None = None, out: str | Path | None = None, progress: bool = True, **config
+) -> dict[str, TrainReport]:
+    """Train the named demo models (default: all four) with :class:`TrainConfig` ``config`` (steps, batch_size,
+    n_train, n_val, lr, weight_decay, seed) and save them to ``out`` (default: the shipped weights folder)."""
+    names = list(ARCHITECTURES) if not models else list(models)
+    unknown = [n for n in names if n not in ARCHITECTURES]
+    if unknown:
+        raise GcdashError(f"unknown demo model {unknown[0]!r}; choose from: {', '.join(ARCHITECTURES)}")
+    cfg = TrainConfig(**config)
+    folder = WEIGHTS_DIR if out is None else Path(out)
+    train = load_split("train", cfg.n_train, cfg.seed)
+    val = load_split("val", cfg.n_val, cfg.seed)
+    with tqdm(total=cfg.steps * len(names), file=sys.stderr, disable=not progress, unit="step") as bar:
+        return {name: train_model(name, train, val, cfg, folder, bar) for name in names}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m gcdash train-demo``."""
+    defaults = TrainConfig()
+    parser.add_argument("--models", nargs="+", choices=list(ARCHITECTURES), default=None, help="default: all four")
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps per model")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--n-train", type=int, default=defaults.n_train, help="training images (generated once)")
+    parser.add_argument("--n-val", type=int, default=defaults.n_val, help="validation images for the report")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate (one-cycle)")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder for the .safetensors files")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``train-demo``: train, save, print one line per model; 0 on success."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for flag in ("steps", "batch_size", "n_train", "n_val"):
+        if getattr(args, flag) < 1:
+            raise GcdashError(f"--{flag.replace('_', '-')} must be ≥ 1, got {getattr(args, flag)}")
+    config = {k: getattr(args, k) for k in ("steps", "batch_size", "n_train", "n_val", "lr", "seed")}
+    reports = train_demo(args.models, out=args.out, progress=not args.quiet, **config)
+    for r in reports.values():
+        print(f"{r.name}: val top-1 {r.val_accuracy:.2%}, loss {r.first_loss:.3f} → {r.last_loss:.3f}, "
+              f"{r.seconds:.0f} s → {r.path}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="python -m gcdash.train", description=__doc__.splitlines()[0])
+    add_arguments(_parser)
+    raise SystemExit(main(_parser.parse_args()))

@@ -1,0 +1,84 @@
+"""Smooth Grad-CAM++: σ = 0 is Grad-CAM++, seeded noise, batching independence, the standalone BaseCAM face."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pytorch_grad_cam import GradCAMPlusPlus
+
+from gcdash import cams
+from gcdash.cams.smooth import SmoothGradCAMPlusPlus, image_generator
+from gcdash.errors import GcdashError
+from tests.cams.helpers import max_diff, one_by_one
+
+
+def smooth(handle, x, layers="all", targets=None, **params):
+    return cams.compute(handle, x, layers, "smoothgradcampp", targets, **{"samples": 4, "sigma": 0.1, **params})
+
+
+def test_defaults_are_the_reference_settings():
+    assert cams.get("smoothgradcampp").defaults == {"samples": 25, "sigma": 0.15, "seed": 0}
+
+
+def test_sigma_zero_equals_grad_cam_plus_plus(handle, images):
+    plusplus = cams.compute(handle, images, "all", "gradcampp")
+    assert max_diff(smooth(handle, images, sigma=0.0, samples=3), plusplus) < 1e-5
+
+
+def test_noise_changes_the_map_reproducibly(handle, images):
+    plusplus = cams.compute(handle, images, "all", "gradcampp")
+    first, again = smooth(handle, images, seed=3), smooth(handle, images, seed=3)
+    assert max_diff(first, plusplus) > 1e-3
+    assert max_diff(first, again) == 0
+    assert max_diff(first, smooth(handle, images, seed=4)) > 1e-3
+
+
+def test_noise_follows_the_image_not_its_position(handle, images):
+    batch = smooth(handle, images)
+    assert max_diff(batch, one_by_one(lambda xi: smooth(handle, xi), images)) < 1e-5
+    order = torch.tensor([2, 0, 3, 1])
+    shuffled = smooth(handle, images[order])
+    assert max_diff({k: v[order.numpy()] for k, v in batch.items()}, shuffled) < 1e-5
+    twice = smooth(handle, torch.cat([images[:1], images[:1]]))
+    assert max_diff({k: v[:1] for k, v in twice.items()}, {k: v[1:] for k, v in twice.items()}) == 0
+
+
+def test_image_generator_depends_on_seed_and_content(images):
+    draw = lambda image, seed: torch.randn(5, generator=image_generator(image, seed))  # noqa: E731
+    assert torch.equal(draw(images[0], 0), draw(images[0].clone(), 0))
+    assert not torch.equal(draw(images[0], 0), draw(images[0], 1))
+    assert not torch.equal(draw(images[0], 0), draw(images[1], 0))
+
+
+def test_class_is_fixed_from_the_clean_input(handle, images):
+    # Heavy noise flips the noisy copies' own top-1; the class explained must still be the clean input's.
+    clean_top1 = handle.net(images).argmax(1)
+    implicit = smooth(handle, images, sigma=1.0)
+    explicit = smooth(handle, images, targets=clean_top1, sigma=1.0)
+    assert max_diff(implicit, explicit) == 0
+    other = smooth(handle, images, targets=(clean_top1 + 1) % 5, sigma=1.0)
+    assert max_diff(implicit, other) > 1e-3
+
+
+@pytest.mark.parametrize("layer", ["block1", "block2", "block3"])
+def test_standalone_base_cam_equals_the_engine(handle, images, layer):
+    engine = smooth(handle, images, layer)[layer]
+    with SmoothGradCAMPlusPlus(handle.net, [handle.layers[layer]], samples=4, sigma=0.1, seed=0) as cam:
+        standalone = cam(images, None)
+        assert len(cam.activations_and_grads.activations) == 1  # the noisy passes left no recordings behind
+    assert np.abs(standalone - engine).max() < 1e-5
+
+
+def test_standalone_with_sigma_zero_equals_the_library_grad_cam_plus_plus(handle, images):
+    layer = [handle.layers["block2"]]
+    with GradCAMPlusPlus(handle.net, layer) as cam:
+        expected = cam(images, None)
+    with SmoothGradCAMPlusPlus(handle.net, layer, samples=2, sigma=0.0) as cam:
+        assert np.abs(cam(images, None) - expected).max() < 1e-5
+
+
+@pytest.mark.parametrize("bad", [{"samples": 0}, {"samples": 2.5}, {"sigma": -0.1}, {"sigma": float("nan")}])
+def test_bad_parameters_are_user_errors(handle, images, bad):
+    with pytest.raises(GcdashError, match="smoothgradcampp needs"):
+        smooth(handle, images, **bad)

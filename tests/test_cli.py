@@ -1,0 +1,103 @@
+"""``python -m gcdash sweep`` end to end on a tiny model, bad arguments, two processes on one cache."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gcdash import results
+from gcdash.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ["sweep", "--models", "tiny-cnn", "--data", "tiny", "--n", "6", "--eps", "0,4/255,8/255", "--batch-size", "4"]
+
+
+def test_sweep_writes_the_three_tables(tmp_path, capsys):
+    code = main([*BASE, "--models", "tiny-cnn,tiny-cnn2", "--layers", "all", "--out", str(tmp_path / "out"),
+                 "--cache", str(tmp_path / "c")])  # fmt: skip
+    assert code == 0
+    per_image = pd.read_parquet(tmp_path / "out" / "per_image.parquet")
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    vid = pd.read_csv(tmp_path / "out" / "vid.csv")
+    assert list(per_image.columns) == results.PER_IMAGE_COLUMNS
+    assert list(summary.columns) == results.SUMMARY_COLUMNS
+    assert list(vid.columns) == results.VID_COLUMNS
+    assert len(per_image) == 2 * 3 * 3 * 6  # models × layers × eps × images
+    assert len(summary) == 2 * 3 * 3 and (summary["n"] == 6).all()
+    assert len(vid) == 2 * 3 and (vid["vid"] >= 0).all()
+    mod = per_image.groupby(["model", "layer", "eps"])["nissim"].mean().reset_index()
+    merged = summary.merge(mod, on=["model", "layer", "eps"])
+    assert (merged["mod"] - merged["nissim"]).abs().max() < 1e-9
+    printed = capsys.readouterr().out
+    assert "MOD@8/255" in printed and "vid" in printed
+
+
+def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
+    args = [*BASE, "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "c")]
+    assert main(args) == 0
+    from gcdash import engine
+
+    def no_pass(*a, **k):
+        raise AssertionError("a model pass ran on a warm cache")
+
+    monkeypatch.setattr(engine.cams, "explain", no_pass)
+    monkeypatch.setattr(engine, "fgsm_direction", no_pass)
+    assert main([*args[:-4], "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c")]) == 0
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a" / "per_image.parquet"), pd.read_parquet(tmp_path / "b" / "per_image.parquet")
+    )
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--models", "nope"], "unknown model 'nope'; choose from:"),
+        (["--method", "nope"], "unknown CAM method 'nope'; choose from: gradcam"),
+        (["--eps", "0.1,-0.2"], "eps must be ≥ 0"),
+        (["--eps", "abc"], "is not a number"),
+        (["--layers", "block9"], "unknown layer 'block9' for model tiny-cnn; choose from: block1, block2, block3"),
+        (["--data", "tiny", "--classes", "hexagon"], "gave no images"),
+        (["--data", "nowhere"], "unknown data source 'nowhere'; choose from:"),
+        (["--target", "nope"], "unknown target policy 'nope'; choose from: pred, clean-pred, label"),
+        (["--cam-param", "x=1"], "--cam-param"),
+        (["--device", "tpu"], "unknown device"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, change, message):
+    code = main([*BASE, *change, "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}, {tests!r}]
+import tiny
+tiny.register_tiny(); tiny.register_tiny_source()
+from gcdash.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_two_processes_sweeping_into_one_cache_agree(tmp_path):
+    script = SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    cache = tmp_path / "shared-cache"
+    args = [*BASE, "--n", "12", "--layers", "all", "--cache", str(cache)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, *args, "--out", str(tmp_path / f"p{i}")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        for i in range(2)
+    ]
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err.decode()[-2000:]
+    assert main([*args, "--out", str(tmp_path / "solo"), "--cache", str(tmp_path / "solo-cache")]) == 0
+    tables = [pd.read_parquet(tmp_path / d / "per_image.parquet") for d in ("p0", "p1", "solo")]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2], atol=1e-6)

@@ -1,0 +1,123 @@
+"""Cells through the cache: pass counts on cold, warm and partial sweeps; damage is recomputed."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from gcdash import cams, metrics
+from gcdash.engine import ModelEngine
+from gcdash.errors import Cancelled, GcdashError
+from gcdash.store import Store
+
+EPS = [0.0, 4 / 255, 8 / 255]
+
+
+def _engine(handle, store, **kw) -> ModelEngine:
+    return ModelEngine(handle, store, batch_size=kw.pop("batch_size", 4), **kw)
+
+
+def test_cold_sweep_costs_two_plus_n_eps_passes_per_image_whatever_the_layers(tiny_handle, tiny_samples, store):
+    counted = []
+    hook = tiny_handle.net.register_forward_hook(lambda m, i, o: counted.append(len(i[0])))
+    engine = _engine(tiny_handle, store)
+    table = engine.table(tiny_samples, EPS, "all")
+    hook.remove()
+    n, n_eps = len(tiny_samples), 2  # eps = 0 reuses the clean pass
+    assert engine.passes == sum(counted) == n * (2 + n_eps)
+    assert len(table) == n * len(EPS) * 3
+    assert (table.loc[table.eps == 0, "nissim"].abs() < 1e-9).all()
+
+
+def test_identical_second_sweep_makes_no_model_pass(tiny_handle, tiny_samples, store):
+    first = _engine(tiny_handle, store).table(tiny_samples, EPS, "all")
+    counted = []
+    hook = tiny_handle.net.register_forward_hook(lambda m, i, o: counted.append(len(i[0])))
+    again = _engine(tiny_handle, store)
+    second = again.table(tiny_samples, EPS, "all")
+    hook.remove()
+    assert again.passes == 0 and counted == []
+    pd.testing.assert_frame_equal(first, second)
+
+
+def test_an_added_eps_costs_one_pass_per_image(tiny_handle, tiny_samples, store):
+    _engine(tiny_handle, store).table(tiny_samples, EPS, "all")
+    engine = _engine(tiny_handle, store)
+    engine.table(tiny_samples, [*EPS, 16 / 255], "all")
+    assert engine.passes == len(tiny_samples)
+
+
+def test_an_added_layer_costs_one_plus_n_eps_passes_per_image(tiny_handle, tiny_samples, store):
+    _engine(tiny_handle, store).table(tiny_samples, EPS, ["block3"])
+    engine = _engine(tiny_handle, store)
+    engine.table(tiny_samples, EPS, ["block2", "block3"])
+    assert engine.passes == len(tiny_samples) * (1 + 2)
+
+
+def test_added_images_cost_only_their_own_passes(tiny_handle, tiny_samples, store):
+    _engine(tiny_handle, store).table(tiny_samples.subset(range(5)), EPS)
+    engine = _engine(tiny_handle, store)
+    engine.table(tiny_samples, EPS)
+    assert engine.passes == 3 * (2 + 2)
+
+
+def test_cached_values_equal_a_direct_computation(tiny_handle, tiny_samples, store):
+    """The cached NISSIM of a cell is the SSIM of the directly computed clean and adversarial maps."""
+    from gcdash.attacks import fgsm
+
+    table = _engine(tiny_handle, store).table(tiny_samples, [8 / 255], ["block2"])
+    x = tiny_handle.preprocess(tiny_samples.images)
+    adv = fgsm(tiny_handle.net, x, torch.as_tensor(tiny_samples.labels), 8 / 255)  # the sweep attacks the label
+    clean_map = cams.compute(tiny_handle, x, ["block2"])["block2"]
+    adv_map = cams.compute(tiny_handle, adv, ["block2"])["block2"]
+    np.testing.assert_allclose(table["nissim"], metrics.nissim(clean_map, adv_map), atol=1e-5)
+
+
+def test_damaged_cells_are_recomputed(tiny_handle, tiny_samples, tmp_path):
+    store = Store(tmp_path)
+    first = _engine(tiny_handle, store).table(tiny_samples, EPS, "all")
+    conn = store._conn()
+    with conn:
+        conn.execute("UPDATE arrays SET blob = substr(blob, 1, 20)")  # every array truncated
+        conn.execute("DELETE FROM scalars")
+    engine = _engine(tiny_handle, store)
+    second = engine.table(tiny_samples, EPS, "all")
+    assert engine.passes == len(tiny_samples) * (2 + 2)
+    pd.testing.assert_frame_equal(first, second, atol=1e-6)
+
+
+def test_target_policies_change_what_the_adversarial_map_explains(tiny_handle, tiny_samples, store):
+    own = _engine(tiny_handle, store, target="pred").table(tiny_samples, [0.0, 0.1])
+    clean = _engine(tiny_handle, store, target="clean-pred").table(tiny_samples, [0.0, 0.1])
+    flipped = own.pred_clean != own.pred_adv
+    assert flipped.any() and (~flipped).any(), "eps 0.1 should flip the tiny model's predictions, eps 0 not"
+    assert not np.allclose(own.loc[flipped, "nissim"], clean.loc[flipped, "nissim"])
+    np.testing.assert_allclose(own.loc[~flipped, "nissim"], clean.loc[~flipped, "nissim"], atol=1e-9)
+    label = _engine(tiny_handle, store, target="label").table(tiny_samples, [0.0, 0.1])
+    assert len(label) == len(own)
+    differs = (label.pred_clean != label.label) & (label.eps > 0)  # there both label maps explain another class
+    assert differs.any()
+    assert not np.allclose(label.loc[differs, "nissim"], clean.loc[differs, "nissim"])
+
+
+def test_label_policy_needs_labels(tiny_handle, tiny_samples, store):
+    tiny_samples.labels[:] = -1
+    with pytest.raises(GcdashError, match="label"):
+        _engine(tiny_handle, store, target="label").table(tiny_samples, [0.1])
+
+
+def test_cancel_keeps_finished_batches(tiny_handle, tiny_samples, store):
+    calls = iter([False, True])
+    with pytest.raises(Cancelled):
+        _engine(tiny_handle, store).table(tiny_samples, EPS, should_stop=lambda: next(calls))
+    engine = _engine(tiny_handle, store)
+    engine.table(tiny_samples, EPS)
+    assert engine.passes == (len(tiny_samples) - 4) * (2 + 2)  # the first batch of 4 was kept
+
+
+def test_views_match_the_table(tiny_handle, tiny_samples, store):
+    views = _engine(tiny_handle, store).views(tiny_samples, 8 / 255, "block3")
+    assert views.clean.shape == views.adv.shape == (8, 3, 32, 32)
+    assert np.abs(views.adv - views.clean).max() <= 8 / 255 + 1e-6
+    assert views.clean_map.shape == (8, 32, 32) and views.adv_map.max() <= 1
+    np.testing.assert_allclose(views.table["nissim"], metrics.nissim(views.clean_map, views.adv_map), atol=1e-6)

@@ -1,0 +1,83 @@
+"""The cache store: round trips, damaged entries become misses, a corrupt file is moved aside, no pickle."""
+
+import pickle
+import zlib
+
+import numpy as np
+import pytest
+
+from gcdash.store import Store, cell_key, decode
+
+
+def test_arrays_and_scalars_round_trip(store):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    store.put_arrays({"k1": a, "k2": a.astype(np.int8)}, "map", "m")
+    got = store.get_arrays(["k1", "k2", "missing"])
+    assert set(got) == {"k1", "k2"}
+    np.testing.assert_array_equal(got["k1"], a)
+    assert got["k2"].dtype == np.int8
+    store.put_scalars({"s": 0.25}, "ssim", "m")
+    assert store.get_scalars(["s", "t"]) == {"s": 0.25}
+
+
+def test_many_keys_are_fetched_in_chunks(store):
+    items = {f"k{i}": float(i) for i in range(1234)}
+    store.put_scalars(items, "ssim")
+    assert store.get_scalars(list(items)) == items
+
+
+def test_cell_key_is_stable_and_sensitive():
+    assert cell_key("map", "abc", 1, [0.1]) == cell_key("map", "abc", 1, [0.1])
+    assert cell_key("map", "abc", 1, [0.1]) != cell_key("map", "abc", 2, [0.1])
+
+
+def test_damaged_entry_is_a_miss_and_is_dropped(store):
+    store.put_arrays({"k": np.ones(100, np.float32)}, "map")
+    conn = store._conn()
+    blob = conn.execute("SELECT blob FROM arrays WHERE key='k'").fetchone()[0]
+    with conn:
+        conn.execute("UPDATE arrays SET blob=? WHERE key='k'", (blob[: len(blob) // 2],))
+    assert store.get_arrays(["k"]) == {}
+    assert conn.execute("SELECT COUNT(*) FROM arrays").fetchone()[0] == 0
+
+
+def test_a_truncated_database_file_is_moved_aside(tmp_path):
+    s = Store(tmp_path)
+    s.put_arrays({f"k{i}": np.random.default_rng(i).random(2000) for i in range(50)}, "map")
+    s.close()
+    data = s.path.read_bytes()
+    s.path.write_bytes(data[: len(data) // 3])
+    for extra in ("-wal", "-shm"):
+        (tmp_path / f"gcdash.sqlite{extra}").unlink(missing_ok=True)
+    fresh = Store(tmp_path)
+    assert fresh.get_arrays(["k1"]) == {}  # a miss, not a crash
+    fresh.put_arrays({"k1": np.zeros(3)}, "map")
+    assert "k1" in fresh.get_arrays(["k1"])
+    assert list(tmp_path.glob("gcdash.sqlite.corrupt-*"))
+
+
+def test_nothing_is_unpickled(store):
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickle ran')",))
+
+    payload = pickle.dumps(np.array([Boom()], dtype=object))
+    with pytest.raises(ValueError):
+        decode(payload)
+    conn = store._conn()
+    with conn:
+        conn.execute("INSERT INTO arrays VALUES ('p', 'map', '', 1, ?, 0, ?)", (zlib.crc32(payload), payload))
+    assert store.get_arrays(["p"]) == {}
+    with pytest.raises(ValueError):
+        store.put_arrays({"o": np.array([object()], dtype=object)}, "map")
+
+
+def test_usage_and_clear(store):
+    store.put_arrays({"a": np.zeros(1000, np.float32)}, "map", "model1")
+    store.put_scalars({"s": 1.0}, "ssim", "model1")
+    store.put_run("r", {"x": 1}, b"table", 1, 5)
+    usage = store.usage()
+    assert usage[0]["model"] == "model1" and usage[0]["nbytes"] > 4000
+    assert store.runs()[0]["config"] == {"x": 1}
+    store.clear()
+    assert store.get_arrays(["a"]) == {} and store.get_scalars(["s"]) == {} and store.runs() == []
