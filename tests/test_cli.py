@@ -89,13 +89,10 @@ def test_two_processes_sweeping_into_one_cache_agree(tmp_path):
     cache = tmp_path / "shared-cache"
     args = [*BASE, "--n", "12", "--layers", "all", "--cache", str(cache)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [
-        subprocess.Popen([sys.executable, "-c", script, *args, "--out", str(tmp_path / f"p{i}")], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-        for i in range(2)
-    ]
+    commands = [[sys.executable, "-c", script, *args, "--out", str(tmp_path / f"p{i}")] for i in range(2)]
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
     for p in procs:
-        out, err = p.communicate(timeout=300)
+        _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()[-2000:]
     assert main([*args, "--out", str(tmp_path / "solo"), "--cache", str(tmp_path / "solo-cache")]) == 0
     tables = [pd.read_parquet(tmp_path / d / "per_image.parquet") for d in ("p0", "p1", "solo")]

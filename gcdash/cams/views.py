@@ -1,7 +1,7 @@
 """Views beside the CAMs: pixel-resolution saliency maps computed on a :class:`ModelHandle` and a batch.
 
 Each view takes ``(handle, x, layer=None, targets=None)`` and returns float32 (N, H, W) in [0, 1] at the input's
-resolution (min-max per image, pytorch-grad-cam's ``scale_cam_image``). ``targets=None`` explains each image's
+resolution (min-max per image). ``targets=None`` explains each image's
 own top-1 class. Views leave the model as they found it: no parameter ``.grad`` is written (gradients come from
 ``torch.autograd.grad`` with respect to the input), train/eval flags are restored, no module is replaced and no
 hook is left behind. Registered in :data:`VIEWS` (``names()``, ``get(name)``, :func:`compute`).
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU
-from pytorch_grad_cam.utils.image import scale_cam_image
 from torch import nn
 
 from gcdash.attacks import eval_mode
 from gcdash.cams import compute as compute_cams
 from gcdash.cams import explain, upsample
 from gcdash.cams.taps import Targets, as_targets
+from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.registry import Registry
 
@@ -65,10 +65,25 @@ def class_gradient(
     return grad.detach(), chosen.detach()
 
 
+def unit_range(maps: np.ndarray) -> np.ndarray:
+    """Min-max each map (N, H, W) to exactly [0, 1]; a constant map becomes 0. Unlike ``scale_cam_image``'s
+    ``1e-7`` guard, this does not shrink maps of small magnitude (input gradients are often ~1e-3)."""
+    low = maps.min(axis=(1, 2), keepdims=True)
+    span = maps.max(axis=(1, 2), keepdims=True) - low
+    return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0).astype(np.float32)
+
+
 def _to_map(per_pixel: torch.Tensor) -> np.ndarray:
     """(N, C, H, W) → max over channels of |·| → min-max per image → float32 (N, H, W) in [0, 1]."""
-    saliency = per_pixel.abs().amax(dim=1).float().cpu().numpy()
-    return scale_cam_image(saliency) if len(saliency) else saliency.astype(np.float32)
+    return unit_range(per_pixel.abs().amax(dim=1).float().cpu().numpy())
+
+
+def one_layer(handle: ModelHandle, layer: str | None) -> str:
+    """The one layer a layer-based view draws: ``layer``, or the handle's default when ``None``."""
+    names_ = handle.resolve_layers(layer)
+    if len(names_) != 1:
+        raise GcdashError(f"this view draws one layer; choose one of: {', '.join(handle.layers)}")
+    return names_[0]
 
 
 def input_gradient(
@@ -92,7 +107,7 @@ def guided_gradcam(
 ) -> np.ndarray:
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017): Grad-CAM at ``layer`` (default: the handle's), upsampled to
     the input, times guided backprop for the same class; ``max_channels |·|``, min-max per image."""
-    name = handle.resolve_layers(layer)[0]
+    name = one_layer(handle, layer)
     cam = explain(handle, x, [name], "gradcam", targets)
     heat = upsample(cam.maps[name], (x.shape[-2], x.shape[-1]))
     grad, _ = class_gradient(handle, x, cam.targets, guided=True)
@@ -103,7 +118,7 @@ def counterfactual_gradcam(
     handle: ModelHandle, x: torch.Tensor, layer: str | None = None, targets: Targets = None
 ) -> np.ndarray:
     """Counterfactual Grad-CAM at ``layer`` (the registered CAM method ``gradcam-cf``): ``ReLU(Σ_k mean(−g_k)A_k)``."""
-    name = handle.resolve_layers(layer)[0]
+    name = one_layer(handle, layer)
     return compute_cams(handle, x, [name], "gradcam-cf", targets)[name]
 
 

@@ -2,14 +2,17 @@
 
 ``PATH/<class>/**/<image>``: one sub-folder per class (identity); labels are the index of the sub-folder in the
 sorted list of all sub-folders, exactly as ``torchvision.datasets.ImageFolder`` numbers them, so they match a
-model fine-tuned on the same folder even when only some classes are selected. A folder with images and no
-sub-folders loads as unlabelled (label -1). Subsets: ``classes`` (names), then ``per_class`` images per class,
-then ``n`` in total, each drawn at random with ``seed``; the chosen files keep their sorted order. Ids are paths
-relative to ``PATH``. Unreadable files are skipped and listed in ``meta["skipped"]``.
+model fine-tuned on the same folder even when only some classes are selected (hidden files and folders, names
+starting with ".", are ignored; ImageFolder would count a hidden folder as a class). A folder with images and no
+sub-folders loads as unlabelled (label -1). Subsets: ``classes`` (names) keeps those folders; ``per_class`` and
+``n`` (at most that many per class / in all) are filled by visiting files in a random order drawn with ``seed``,
+decoding only what is kept; an unreadable file is skipped (listed in ``meta["skipped"]``) and the next one in
+that order takes its place. The chosen files keep their sorted order; ids are paths relative to ``PATH``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,23 +62,15 @@ def keep_classes(items: list[Item], all_classes: list[str], wanted: list[str] | 
     return [item for item in items if item[1] in labels]
 
 
-def draw(count: int, k: int | None, rng: np.random.Generator) -> list[int]:
-    """Indices of ``k`` of ``count`` things drawn without replacement, sorted; all when ``k`` is None or ≥ count."""
-    if k is None or k >= count:
-        return list(range(count))
-    return sorted(rng.choice(count, size=k, replace=False).tolist())
+def visit_order(count: int, n: int | None, per_class: int | None, seed: int) -> Sequence[int]:
+    """All items in order, or, when a subset is asked for, a random permutation drawn with ``seed``."""
+    if n is None and per_class is None:
+        return range(count)
+    return np.random.default_rng(seed).permutation(count).tolist()
 
 
-def choose(items: list[Item], n: int | None, per_class: int | None, seed: int) -> list[Item]:
-    """At most ``per_class`` images of each label, then at most ``n`` in all, at random with ``seed``."""
-    rng = np.random.default_rng(seed)
-    if per_class is not None:
-        by_label: dict[int, list[Item]] = {}
-        for item in items:
-            by_label.setdefault(item[1], []).append(item)
-        picked = [g[i] for g in by_label.values() for i in draw(len(g), per_class, rng)]
-        items = sorted(picked, key=lambda item: item[0])
-    return [items[i] for i in draw(len(items), n, rng)]
+def wanted(label: int, taken: Counter, total: int, n: int | None, per_class: int | None) -> bool:
+    return (n is None or total < n) and (per_class is None or taken[label] < per_class)
 
 
 def check_root(arg: str | None) -> Path:
@@ -109,16 +104,20 @@ def load_folder(
     items = keep_classes(find_images(root, all_classes), all_classes, parse_classes(classes))
     if not items:
         raise GcdashError(f"no images ({', '.join(IMG_EXTENSIONS)}) found under {root}")
-    images, labels, ids, skipped = [], [], [], []
-    for path, label in choose(items, n, per_class, seed):
+    chosen, skipped, taken = [], [], Counter()
+    for i in visit_order(len(items), n, per_class, seed):
+        path, label = items[i]
+        if not wanted(label, taken, len(chosen), n, per_class):
+            continue
         rel = path.relative_to(root).as_posix()
         try:
-            images.append(decode_image(path, rel, FOLDER_FORMATS, max_pixels))
+            chosen.append((i, decode_image(path, rel, FOLDER_FORMATS, max_pixels), label, rel))
         except GcdashError as err:
-            skipped.append(str(err))
+            skipped.append(str(err))  # the next file in the random order takes its place
             continue
-        labels.append(label)
-        ids.append(rel)
+        taken[label] += 1
+    chosen.sort(key=lambda c: c[0])
+    images, labels, ids = [c[1] for c in chosen], [c[2] for c in chosen], [c[3] for c in chosen]
     if not images and skipped:
         raise GcdashError(f"no readable images under {root} ({len(skipped)} skipped; first: {skipped[0]})")
     meta = {"source": "folder", "root": str(root), "seed": seed, "skipped": skipped}

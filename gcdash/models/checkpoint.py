@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -56,15 +57,21 @@ def _read_torch(path: Path) -> Checkpoint:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[-1][:160]
-        raise GcdashError(
-            f"checkpoint {path.name} holds Python objects other than tensors and was not loaded (nothing in it was "
-            f"run); re-save it as a plain state dict (torch.save(model.state_dict(), path)) or .safetensors "
-            f"[{first}]"
-        ) from None
+        raise GcdashError(_refusal(path.name, str(err))) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
         raise GcdashError(f"checkpoint {path.name} is not a readable torch file ({type(err).__name__})") from None
     return _unwrap(obj, path.name)
+
+
+def _refusal(name: str, detail: str) -> str:
+    """The weights-only unpickler stopped: at an import it does not allow (code), or at bytes it cannot read."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+    if found is None:
+        return f"checkpoint {name} is not a readable torch file (the weights-only unpickler could not parse it)"
+    return (
+        f"checkpoint {name} holds Python objects other than tensors ({found.group(1)}) and was not loaded (nothing "
+        "in it was run); re-save it as a plain state dict (torch.save(model.state_dict(), path)) or .safetensors"
+    )
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -122,6 +129,9 @@ def load_into(model: nn.Module, state: StateDict, ignore: Sequence[str] = (), la
     """
     kept = {k: v for k, v in state.items() if not k.startswith(tuple(ignore))}
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(ignore))}
+    for key in expected.keys() - kept.keys():  # absent from checkpoints older than PyTorch 0.4; unused in eval
+        if key.endswith(".num_batches_tracked"):
+            kept[key] = torch.zeros((), dtype=torch.long)
     common = [k for k in expected if k in kept]
     problems = {
         "missing": [k for k in expected if k not in kept],

@@ -25,6 +25,8 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -88,6 +90,7 @@ class TorchvisionSource:
     builder: str
     weights: str
     options: tuple[tuple[str, object], ...] = ()
+    library: ClassVar[str] = "torchvision"
 
     def _weights(self):
         enum, member = self.weights.split(".")
@@ -124,6 +127,7 @@ class TimmSource:
     """A timm model name; its pretrained config gives weights location, input size and normalisation."""
 
     name: str
+    library: ClassVar[str] = "timm"
 
     def _cfg(self):
         from timm.models import get_pretrained_cfg
@@ -136,7 +140,8 @@ class TimmSource:
         return timm.create_model(self.name, pretrained=False, num_classes=num_classes)
 
     def imagenet(self, model: str, ignore: Sequence[str]) -> nn.Module:
-        """``timm.create_model(pretrained=True)``, pointed at the cached file when there is one (no network)."""
+        """``timm.create_model(pretrained=True)``, pointed at the cached file when there is one (no network).
+        ``ignore`` is unused: timm's own loader fits its files to its models."""
         import timm
 
         cfg = self._cfg()
@@ -192,8 +197,7 @@ class PaperModel:
 
     @property
     def description(self) -> str:
-        library = "timm" if isinstance(self.source, TimmSource) else "torchvision"
-        return f"{self.title} ({self.cite}) from {library}; paper group: {self.group}"
+        return f"{self.title} ({self.cite}) from {self.source.library}; paper group: {self.group}"
 
 
 _INCEPTION = (("aux_logits", False), ("transform_input", True), ("init_weights", True))
@@ -259,6 +263,8 @@ def _imagenet(spec: PaperModel, weights: str, num_classes: int | None, class_nam
 
 def _from_checkpoint(spec: PaperModel, weights: Weights, num_classes: int | None, class_names: ClassNames, seed: int):
     """A fine-tuned state dict: the class count comes from its classifier weight."""
+    if not Path(weights).expanduser().is_file():
+        raise GcdashError(f"weights {str(weights)!r} for {spec.name}: give 'imagenet', None or a checkpoint file path")
     ckpt = read_checkpoint(weights)
     n = num_classes_in(ckpt.state_dict, spec.head_weight)
     if num_classes is not None and num_classes != n:

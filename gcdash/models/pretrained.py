@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
+import pickle
 import threading
-import urllib.error
+import urllib.request
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,7 +25,6 @@ from gcdash.errors import GcdashError
 
 PROBE_TIMEOUT_S = 3.0
 OFFLINE_ENV = "GCDASH_OFFLINE"  # set to 1 to never try a download (checked before any network access)
-NETWORK_ERRORS = (urllib.error.URLError, socket.timeout, ConnectionError, TimeoutError)
 
 
 def hub_checkpoint_path(url: str) -> Path:
@@ -33,27 +33,26 @@ def hub_checkpoint_path(url: str) -> Path:
 
 
 def reachable(url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Can a TCP connection to ``url``'s host be opened within ``timeout`` seconds?
+    """Does an HTTP ``HEAD`` of ``url`` succeed within about ``timeout`` seconds?
 
-    The probe runs in a daemon thread joined with a deadline, because name resolution ignores socket timeouts
-    and can stall for much longer than ``timeout`` on a machine with a broken resolver.
+    A real request, not a bare TCP connect: intercepting proxies accept any connection and fail later. It runs in
+    a daemon thread joined with a deadline, because name resolution ignores socket timeouts and can stall far
+    longer on a machine with a broken resolver. ``$GCDASH_OFFLINE=1`` answers ``False`` without any network.
     """
     if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
         return False
-    parts = urlparse(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     result: list[bool] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((parts.hostname, port), timeout=timeout).close()
-            result.append(True)
-        except OSError:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as reply:
+                result.append(reply.status < 400)
+        except (OSError, ValueError):  # URLError, HTTPError, SSL and socket errors are all OSErrors
             result.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
     thread.start()
-    thread.join(timeout + 1.0)
+    thread.join(2 * timeout + 1.0)
     return bool(result and result[0])
 
 
@@ -75,10 +74,17 @@ def require_cached(model: str, url: str, cached: Path, hint: str = "") -> None:
 
 @contextlib.contextmanager
 def download_errors(model: str, url: str, cached: Path, hint: str = "") -> Iterator[None]:
-    """Turn a download that fails half-way (network drop, HTTP error) into the same one-line error."""
+    """Turn a download that fails half-way (network drop, HTTP or TLS error) into the same one-line error, and a
+    cached file that cannot be read (truncated, wrong hash) into one that says to delete it."""
     try:
         yield
-    except NETWORK_ERRORS as err:
+    except (RuntimeError, EOFError, KeyError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise GcdashError(
+            f"cached ImageNet weights for {model} at {cached} could not be read ({type(err).__name__}: {first}); "
+            "delete the file and load again to download it anew"
+        ) from err
+    except OSError as err:  # URLError, HTTPError, SSL and socket errors, requests' ConnectionError
         raise GcdashError(f"{offline_message(model, url, cached, hint)} [{type(err).__name__}: {err}]") from err
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from pytorch_grad_cam import GradCAM
 
 from gcdash import cams
+from gcdash.cams import integrated as integrated_module
 from gcdash.cams.integrated import IntegratedGradCAM
+from gcdash.cams.taps import tap
 from gcdash.errors import GcdashError
 from tests.cams.helpers import max_diff
 
@@ -25,7 +28,7 @@ def test_one_step_equals_grad_cam(handle, images):
 
 
 def test_maps_converge_as_steps_double(handle, images):
-    maps = {m: integrated(handle, images, steps=m) for m in (2, 4, 8, 16)}
+    maps = {m: integrated(handle, images[:2], steps=m) for m in (2, 4, 8, 16)}
     gaps = [max_diff(maps[m], maps[2 * m]) for m in (2, 4, 8)]
     assert gaps[0] > gaps[1] > gaps[2]
     assert gaps[2] < 0.5 * gaps[0]
@@ -35,10 +38,16 @@ def test_more_than_one_step_is_not_grad_cam(handle, images):
     assert max_diff(integrated(handle, images, steps=4), cams.compute(handle, images, "all", "gradcam")) > 1e-3
 
 
-def test_class_is_fixed_from_the_clean_input(handle, images):
-    # Points near the black baseline have their own top-1; every point must explain the clean input's class.
+def test_class_is_fixed_from_the_clean_input(handle, images, monkeypatch):
+    # Every path point x_j = (j/m)·x explains the clean input's class, whatever its own top-1.
     clean_top1 = handle.net(images).argmax(1)
-    assert max_diff(integrated(handle, images), integrated(handle, images, targets=clean_top1)) == 0
+    calls = []
+    monkeypatch.setattr(integrated_module, "tap", lambda net, x, modules, targets=None, **kw: calls.append(targets)
+                        or tap(net, x, modules, targets, **kw))  # fmt: skip
+    implicit = integrated(handle, images, steps=4)
+    assert calls[0] is None and all(torch.equal(t, clean_top1.repeat_interleave(3)) for t in calls[1:])
+    assert max_diff(implicit, integrated(handle, images, targets=clean_top1)) == 0
+    assert max_diff(implicit, integrated(handle, images, targets=(clean_top1 + 1) % 5)) > 1e-3
 
 
 @pytest.mark.parametrize("layer", ["block1", "block2", "block3"])
