@@ -19,6 +19,8 @@ Command = Callable[[argparse.Namespace], int]
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", required=True, help="comma-separated model names, or a family group: demo-all")
     p.add_argument("--weights", help="checkpoint PATH for the model(s), or name=PATH,name2=PATH")
+    p.add_argument("--class-names", help="class names of a checkpoint: .txt (one per line), .json, or image folder")
+    p.add_argument("--no-crop", action="store_true", help="resize without centre crop (pre-aligned face crops)")
     p.add_argument("--data", default="demo", help="image source: demo | folder:PATH (default: demo)")
     p.add_argument("--n", type=int, default=200, help="number of images (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset (default: 0)")
@@ -87,8 +89,13 @@ def build_config(args: argparse.Namespace):
         if v is not None
     }
     layers = args.layers if args.layers in ("default", "all") else tuple(args.layers.split(","))
+    model_options = tuple(
+        (k, v)
+        for k, v in (("class_names", args.class_names), ("crop", False if args.no_crop else None))
+        if v is not None
+    )
     return SweepConfig(
-        models=tuple(ModelSpec(n, weights.get(n, "default")) for n in names),
+        models=tuple(ModelSpec(n, weights.get(n, "default"), model_options) for n in names),
         data=DataConfig(args.data, args.n, args.seed, tuple(sorted(options.items()))),
         eps=parse_eps(args.eps),
         layers=layers,

@@ -41,10 +41,12 @@ def _key(obj: object) -> str:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model name and its weights (``"default"``, ``None``, ``"imagenet"`` or a file path)."""
+    """A registered model name, its weights (``"default"``, ``None``, ``"imagenet"`` or a file path) and build
+    options passed to the model's builder (only those given)."""
 
     name: str
     weights: str | None = "default"
+    options: Params = ()  # build options, e.g. (("class_names", "names.txt"), ("crop", False))
 
 
 @dataclass(frozen=True)

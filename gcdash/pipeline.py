@@ -74,7 +74,7 @@ def load_handles(config: SweepConfig, device: str) -> dict[str, ModelHandle]:
     """Load each model of ``config`` on ``device`` and check its layer selection (errors before any work)."""
     handles = {}
     for spec in config.models:
-        handle = models.load(spec.name, weights=spec.weights).to(device)
+        handle = models.load(spec.name, weights=spec.weights, **dict(spec.options)).to(device)
         handle.resolve_layers(config.layers)
         handles[spec.name] = handle
     return handles
@@ -100,7 +100,7 @@ def sweep(
     frames, passes = [], {}
     handles = dict(handles or {})
     for spec in config.models:
-        handle = handles.get(spec.name) or models.load(spec.name, weights=spec.weights)
+        handle = handles.get(spec.name) or models.load(spec.name, weights=spec.weights, **dict(spec.options))
         handle.to(device)
         engine = ModelEngine(
             handle, store, config.cam.method, dict(config.cam.params), config.target, config.gaussian_ssim, batch_size

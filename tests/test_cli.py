@@ -98,3 +98,41 @@ def test_two_processes_sweeping_into_one_cache_agree(tmp_path):
     tables = [pd.read_parquet(tmp_path / d / "per_image.parquet") for d in ("p0", "p1", "solo")]
     pd.testing.assert_frame_equal(tables[0], tables[1])
     pd.testing.assert_frame_equal(tables[0], tables[2], atol=1e-6)
+
+
+@pytest.mark.timeout(300)
+def test_a_fine_tuned_paper_checkpoint_on_an_image_folder(tmp_path):
+    """The face-recognition route: a 3-identity ResNet50 checkpoint, an identity folder, no centre crop."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from gcdash import models
+    from gcdash.models.checkpoint import save_checkpoint
+
+    identities = ["alice", "bob", "carol"]
+    rng = np.random.default_rng(0)
+    for who in identities:
+        (tmp_path / "faces" / who).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)).save(
+                tmp_path / "faces" / who / f"{i}.png"
+            )
+    torch.set_flush_denormal(True)  # random weights drift into subnormals: slow on CPU
+    try:
+        handle = models.load("resnet50", weights=None, num_classes=3)
+        save_checkpoint(handle, tmp_path / "faces.pt")
+        (tmp_path / "names.txt").write_text("\n".join(identities))
+        args = [
+            "sweep", "--models", "resnet50", "--weights", str(tmp_path / "faces.pt"),
+            "--class-names", str(tmp_path / "names.txt"), "--no-crop", "--data", f"folder:{tmp_path / 'faces'}",
+            "--per-class", "1", "--eps", "8/255", "--batch-size", "3",
+            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c"),
+        ]  # fmt: skip
+        assert main(args) == 0
+    finally:
+        torch.set_flush_denormal(False)
+    table = pd.read_parquet(tmp_path / "out" / "per_image.parquet")
+    assert len(table) == 3 and set(table["label"]) == {0, 1, 2}
+    assert table["layer"].unique().tolist() == ["layer4.2"]
+    assert table["nissim"].between(0, 1).all()
