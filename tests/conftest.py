@@ -47,3 +47,12 @@ def _isolated_cache(tmp_path, monkeypatch):
     """No test writes to the repository's cache/ or touches the network."""
     monkeypatch.setenv("GCDASH_CACHE", str(tmp_path / "default-cache"))
     monkeypatch.setenv("GCDASH_OFFLINE", "1")  # tests never reach for weights over the network
+
+
+@pytest.fixture(scope="module")
+def flush_denormals():
+    """Randomly initialised deep nets drift into subnormal floats, which the CPU computes many times slower;
+    flushing them to zero changes no assertion and is switched off again after the module."""
+    torch.set_flush_denormal(True)
+    yield
+    torch.set_flush_denormal(False)

@@ -101,10 +101,9 @@ def test_two_processes_sweeping_into_one_cache_agree(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_a_fine_tuned_paper_checkpoint_on_an_image_folder(tmp_path):
+def test_a_fine_tuned_paper_checkpoint_on_an_image_folder(tmp_path, flush_denormals):
     """The face-recognition route: a 3-identity ResNet50 checkpoint, an identity folder, no centre crop."""
     import numpy as np
-    import torch
     from PIL import Image
 
     from gcdash import models
@@ -118,20 +117,16 @@ def test_a_fine_tuned_paper_checkpoint_on_an_image_folder(tmp_path):
             Image.fromarray(rng.integers(0, 256, (40, 32, 3), dtype=np.uint8)).save(
                 tmp_path / "faces" / who / f"{i}.png"
             )
-    torch.set_flush_denormal(True)  # random weights drift into subnormals: slow on CPU
-    try:
-        handle = models.load("resnet50", weights=None, num_classes=3)
-        save_checkpoint(handle, tmp_path / "faces.pt")
-        (tmp_path / "names.txt").write_text("\n".join(identities))
-        args = [
-            "sweep", "--models", "resnet50", "--weights", str(tmp_path / "faces.pt"),
-            "--class-names", str(tmp_path / "names.txt"), "--no-crop", "--data", f"folder:{tmp_path / 'faces'}",
-            "--per-class", "1", "--eps", "8/255", "--batch-size", "3",
-            "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c"),
-        ]  # fmt: skip
-        assert main(args) == 0
-    finally:
-        torch.set_flush_denormal(False)
+    handle = models.load("resnet50", weights=None, num_classes=3)
+    save_checkpoint(handle, tmp_path / "faces.pt")
+    (tmp_path / "names.txt").write_text("\n".join(identities))
+    args = [
+        "sweep", "--models", "resnet50", "--weights", str(tmp_path / "faces.pt"),
+        "--class-names", str(tmp_path / "names.txt"), "--no-crop", "--data", f"folder:{tmp_path / 'faces'}",
+        "--per-class", "1", "--eps", "8/255", "--batch-size", "3",
+        "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c"),
+    ]  # fmt: skip
+    assert main(args) == 0
     table = pd.read_parquet(tmp_path / "out" / "per_image.parquet")
     assert len(table) == 3 and set(table["label"]) == {0, 1, 2}
     assert table["layer"].unique().tolist() == ["layer4.2"]

@@ -25,13 +25,7 @@ from gcdash.models.handle import weights_digest
 FACES = ["ada", "bea", "cyd", "dot", "eve", "fay", "gil"]  # a 7-identity "fine-tuned" head
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _flush_denormals():
-    """Randomly initialised deep nets drift into subnormal floats, which the CPU computes many times slower;
-    flushing them to zero changes no assertion here and is switched off again after this module."""
-    torch.set_flush_denormal(True)
-    yield
-    torch.set_flush_denormal(False)
+pytestmark = pytest.mark.usefixtures("flush_denormals")
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,134 @@
+"""gcdash.plots: figures from synthetic per-image tables (no model, no streamlit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from gcdash import plots, results
+from gcdash.ui import report
+
+EPS = (0.0, 2 / 255, 8 / 255)
+LAYERS = {"vgg": ["b1", "b2", "b3"], "res": ["s", "l1", "l2", "l3"]}
+
+
+def table(layers: dict[str, list[str]] = LAYERS, n: int = 12, methods: tuple[str, ...] = ("gradcam",)) -> pd.DataFrame:
+    """A per-image table whose NISSIM grows with eps and depth; labels known, some predictions flip."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for model, names in layers.items():
+        for method in methods:
+            for depth, layer in enumerate(names):
+                for eps in EPS:
+                    for i in range(n):
+                        flip = eps > 0 and i % 3 == 0
+                        nissim = 0.0 if eps == 0 else min(1.0, eps * 20 * (1 + depth) / len(names) + rng.random() / 10)
+                        rows.append(
+                            dict(
+                                model=model,
+                                method=method,
+                                layer=layer,
+                                eps=eps,
+                                image_id=f"img-{i:02d}",
+                                label=i % 4,
+                                pred_clean=i % 4,
+                                pred_adv=(i + flip) % 4,
+                                conf_clean=0.9,
+                                conf_adv=0.5,
+                                ssim=1 - 2 * nissim,
+                                nissim=nissim,
+                            )
+                        )
+    return pd.DataFrame(rows)[results.PER_IMAGE_COLUMNS]
+
+
+def default_layers() -> pd.DataFrame:
+    t = table()
+    return t[t["layer"].isin(["b3", "l3"])].reset_index(drop=True)
+
+
+def test_eps_text():
+    assert [plots.eps_text(e) for e in (0.0, 8 / 255, 0.01)] == ["0", "8/255", "0.01"]
+
+
+def test_series_names_only_what_varies():
+    assert set(plots.series_of(default_layers())) == {"vgg", "res"}
+    assert set(plots.series_of(table())) >= {"vgg · b1", "res · l3"}
+    one = table({"vgg": ["b3"]}, methods=("gradcam", "xgradcam"))
+    assert set(plots.series_of(one)) == {"gradcam", "xgradcam"}
+
+
+def test_summary_with_ci_brackets_mod():
+    summary = plots.summary_with_ci(default_layers())
+    assert len(summary) == 2 * len(EPS)
+    assert (summary["mod_lo"] <= summary["mod"] + 1e-12).all() and (summary["mod"] <= summary["mod_hi"] + 1e-12).all()
+    zero = summary[summary["eps"] == 0]
+    assert (zero[["mod", "mod_lo", "mod_hi"]] == 0).all().all()
+
+
+@pytest.mark.parametrize("kind", list(plots.DISTRIBUTIONS))
+def test_distributions_name_every_image_and_mark_mod(kind):
+    t = default_layers()
+    fig = plots.distribution(t, kind)
+    assert isinstance(fig, go.Figure) and kind in fig.layout.title.text
+    named = {row[0] for trace in fig.data if trace.customdata is not None for row in trace.customdata}
+    assert named == set(t["image_id"])
+    mods = t.groupby(["model", "eps"])["nissim"].mean().round(6)
+    marked = {round(s.x0, 6) for s in fig.layout.shapes} | {
+        round(float(y), 6) for trace in fig.data if (trace.name or "").startswith("MOD") for y in trace.y
+    }
+    assert set(mods) <= marked
+
+
+def test_mod_bands_one_line_and_band_per_series():
+    fig = plots.mod_bands(plots.summary_with_ci(default_layers()))
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert {t.name for t in lines} == {"vgg", "res"} and len(bands) == 2
+    assert list(fig.layout.xaxis.ticktext) == ["0", "2/255", "8/255"]
+
+
+def test_vid_bars_match_results():
+    summary = plots.summary_with_ci(default_layers())
+    fig = plots.vid_bars(summary)
+    expected = results.vid(summary).set_index("model")["vid"]
+    shown = {t.x[0]: t.y[0] for t in fig.data}
+    assert shown == pytest.approx(expected.to_dict())
+
+
+def test_accuracy_and_scatter():
+    summary = results.summary(default_layers())
+    acc = plots.accuracy_curves(summary)
+    assert len(acc.data) == 2 * 3  # two series x three panels
+    assert {a.text for a in acc.layout.annotations} == set(plots.ACCURACY_METRICS.values())
+    scatter = plots.mod_vs_drop(summary)
+    assert sum(len(t.x) for t in scatter.data) == len(summary)
+
+
+def test_layer_depth_and_heatmap_follow_catalog_order():
+    summary = results.summary(table())
+    depth = plots.layer_depth(summary)
+    res = depth[(depth["model"] == "res") & (depth["eps"] == EPS[-1])]
+    assert list(res["layer"]) == LAYERS["res"] and list(res["depth"]) == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    heat = plots.layer_heatmap(summary)
+    assert [list(t.y) for t in heat.data] == [LAYERS["vgg"], LAYERS["res"]]
+    assert np.asarray(heat.data[0].z).shape == (3, len(EPS))
+    lines = plots.mod_vs_depth(summary)
+    assert len(lines.data) == 2 * 2  # two models x two eps > 0
+
+
+def test_report_is_self_contained_html():
+    text = report.report_html(default_layers(), "My report", "subtitle")
+    assert text.startswith("<!doctype html>") and "My report" in text
+    assert "plotly.js" in text or "Plotly" in text
+    assert text.count("<section>") == len(report.comparison_figures(default_layers()))
+    assert "MOD@8/255" in text
+
+
+def test_png_export_is_optional():
+    fig = plots.vid_bars(results.summary(default_layers()))
+    png = report.figure_png(fig)
+    assert (png is None) == (not report.PNG_AVAILABLE)
+    assert "<html>" in report.figure_html(fig)

@@ -1,0 +1,55 @@
+"""``train-demo``: a tiny budget lowers the loss and writes loadable safetensors; the CLI options parse."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+from safetensors import safe_open
+
+from gcdash import models
+from gcdash.data.demo import CLASS_NAMES
+from gcdash.errors import GcdashError
+from gcdash.models.demo import weights_path
+from gcdash.train import add_arguments, main, train_demo
+
+TINY = {"steps": 40, "batch_size": 32, "n_train": 192, "n_val": 32, "lr": 3e-3}
+
+
+def test_train_demo_lowers_the_loss_and_saves_loadable_weights(tmp_path):
+    reports = train_demo(["demo-vgg"], out=tmp_path, progress=False, **TINY)
+    report = reports["demo-vgg"]
+    assert report.last_loss < report.first_loss - 0.1
+    path = weights_path("demo-vgg", tmp_path)
+    assert report.path == str(path) and path.is_file()
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    assert json.loads(meta["class_names"]) == list(CLASS_NAMES)
+    assert json.loads(meta["config"])["steps"] == TINY["steps"]
+    handle = models.load("demo-vgg", weights=path)
+    assert handle.digest != models.load("demo-vgg", weights=None).digest
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_cli_main_trains_the_chosen_models(tmp_path, capsys):
+    argv = ["--models", "demo-xception", "--steps", "2", "--batch-size", "4", "--n-train", "8", "--n-val", "4"]
+    assert main(_parse([*argv, "--out", str(tmp_path), "--quiet"])) == 0
+    assert weights_path("demo-xception", tmp_path).is_file()
+    assert not weights_path("demo-vgg", tmp_path).is_file()
+    assert "demo-xception: val top-1" in capsys.readouterr().out
+
+
+def test_bad_options_are_user_errors(tmp_path):
+    with pytest.raises(GcdashError, match="--steps"):
+        main(_parse(["--steps", "0", "--out", str(tmp_path), "--quiet"]))
+    with pytest.raises(GcdashError, match="unknown demo model"):
+        train_demo(["demo-alexnet"], out=tmp_path, progress=False)
+    with pytest.raises(SystemExit):
+        _parse(["--models", "demo-alexnet"])

@@ -1,0 +1,226 @@
+"""AppTest over every page, on the tiny seeded test models (tests/tiny.py) and a few demo images.
+
+The tiny models are registered in this process by tests/conftest.py, and AppTest runs app.py in this process, so
+the sidebar lists them; the URL parameters below select them. The demo's first five classes match theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import gcdash.cams
+from gcdash.ui import state
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 240
+FIVE = ["circle", "square", "triangle", "star", "cross"]
+TINY = {"models": ["tiny-cnn", "tiny-cnn2"], "classes": FIVE, "n": "6", "eps": ["0", "4/255", "8/255"]}
+
+pytestmark = pytest.mark.timeout(900)
+
+
+def app(page: str | None = None, **params) -> AppTest:
+    """A fresh session on ``page`` with the tiny selection (plus ``params``), after its first run."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params = {**TINY, **params}
+    at.run()
+    if page is not None:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def widget(at: AppTest, kind: str, name: str):
+    """The widget of kind ``kind`` showing value ``name`` (selection widgets are keyed ``w.<name>``)."""
+    return next(w for w in getattr(at, kind) if w.key in (name, f"w.{name}"))
+
+
+def charts(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def image_urls(at: AppTest) -> list[str]:
+    return [img.url for element in at.get("image") for img in element.proto.imgs]
+
+
+def assert_clean(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+# -- every page ---------------------------------------------------------------------------------------------
+def test_gallery_rows(monkeypatch):
+    at = app()
+    assert_clean(at)
+    assert widget(at, "selectbox", "gmodel").value == "tiny-cnn"
+    # 6 images x (clean, adversarial, perturbation, clean CAM, adversarial CAM, difference) on one page of 8 rows
+    assert len(image_urls(at)) == 6 * 6
+    assert len(at.metric) == 4
+    assert at.get("pagination")
+
+
+def test_gallery_view_controls_do_no_model_work(monkeypatch):
+    at = app()
+    calls = []
+    explain = gcdash.cams.explain
+    monkeypatch.setattr(gcdash.cams, "explain", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    before = image_urls(at)
+    widget(at, "selectbox", "g.cmap").set_value("viridis").run()
+    widget(at, "slider", "g.opacity").set_value(0.9).run()
+    widget(at, "selectbox", "g.sort").set_value("confidence drop").run()
+    widget(at, "selectbox", "g.rows").set_value(4).run()
+    assert_clean(at)
+    assert calls == [], "a display-only control ran the model"
+    assert image_urls(at) != before
+    assert len(image_urls(at)) == 4 * 6
+
+
+def test_gallery_side_by_side_and_enlarge():
+    at = app()
+    widget(at, "selectbox", "g.second").set_value("tiny-cnn2").run()
+    assert_clean(at)
+    assert len(at.metric) == 8  # four figures per model
+    assert len(image_urls(at)) == 6 * (1 + 2 * 4)
+    first = widget(at, "selectbox", "image").options[1]
+    widget(at, "selectbox", "image").set_value(first).run()
+    assert_clean(at)
+    assert at.query_params["image"] == first
+
+
+def test_gallery_model_change_changes_images():
+    at = app()
+    before = image_urls(at)
+    widget(at, "selectbox", "gmodel").set_value("tiny-cnn2").run()
+    assert_clean(at)
+    assert image_urls(at) != before
+
+
+@pytest.mark.parametrize("kind", ["violin", "box", "histogram", "ecdf"])
+def test_distributions_kinds(kind):
+    at = app("pages/distributions.py", plot=kind)
+    assert_clean(at)
+    (spec,) = charts(at)
+    assert kind in spec["layout"]["title"]["text"]
+    ids = {row[0] for trace in spec["data"] for row in trace.get("customdata") or [] if isinstance(row, list)}
+    assert any(i.startswith("demo-test-") for i in ids), "points must name their image"
+
+
+def test_distributions_control_opens_gallery():
+    at = app("pages/distributions.py")
+    pick = widget(at, "selectbox", "dist.pick")
+    pick.set_value(pick.options[0]).run()
+    next(b for b in at.button if b.label == "Open in the gallery").click().run()
+    assert_clean(at)
+    focus = widget(at, "selectbox", "image").value
+    assert focus.startswith("demo-test-")
+    assert at.query_params["image"] == focus
+    assert len(image_urls(at)) > 6 * 6  # the rows plus the enlarged image
+
+
+def test_compare_charts_follow_the_selection():
+    at = app("pages/compare.py")
+    assert_clean(at)
+    specs = charts(at)
+    assert len(specs) == 4 and len(at.dataframe) == 1
+    assert {t["name"] for t in specs[0]["data"] if t.get("name")} == {"tiny-cnn", "tiny-cnn2"}
+    assert specs[0]["layout"]["xaxis"]["ticktext"] == ["0", "4/255", "8/255"]
+    assert len(at.get("download_button")) == 3 + 4
+    widget(at, "multiselect", "eps").set_value(["0", "2/255", "8/255"]).run()
+    assert_clean(at)
+    assert charts(at)[0]["layout"]["xaxis"]["ticktext"] == ["0", "2/255", "8/255"]
+    widget(at, "multiselect", "models").set_value(["tiny-cnn"]).run()
+    assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn"}
+
+
+def test_layers_page_uses_every_layer():
+    at = app("pages/layers.py")
+    assert_clean(at)
+    heatmap, depth = charts(at)
+    assert [t["y"] for t in heatmap["data"]] == [["block1", "block2", "block3"]] * 2
+    assert len(depth["data"]) == 2 * 2  # two models x two eps > 0
+
+
+def test_methods_page():
+    at = app("pages/methods.py")
+    assert_clean(at)
+    names = {t.get("name") for t in charts(at)[0]["data"]}
+    assert {"gradcam", "gradcampp", "xgradcam", "layercam"} <= names
+    widget(at, "multiselect", "m.methods").set_value(["gradcam", "hirescam"]).run()
+    assert_clean(at)
+    assert {t.get("name") for t in charts(at)[0]["data"]} - {None} == {"gradcam", "hirescam"}
+
+
+def test_runs_sweep_export_and_clear():
+    at = app("pages/runs.py")
+    assert_clean(at)
+    next(b for b in at.button if b.key == "runs.start").click().run()
+    deadline = time.monotonic() + TIMEOUT
+    while not at.success and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+    assert_clean(at)
+    assert "Finished" in at.success[0].value
+    assert len(at.dataframe) >= 1 and len(at.dataframe[0].value) == 1  # one run, both models
+    assert {b.label for b in at.get("download_button")} >= {"per image (Parquet)", "per image (CSV)", "report (HTML)"}
+    widget(at, "checkbox", "runs.sure").check().run()
+    next(b for b in at.button if b.key == "runs.clear").click().run()
+    assert_clean(at)
+    assert any("Cache cleared" in s.value for s in at.success)
+    assert any("No run yet" in i.value for i in at.info)
+
+
+# -- selection, URL and errors ------------------------------------------------------------------------------
+def test_url_round_trip():
+    at = app(target="label", eps1="4/255", layers="all", method="gradcampp")
+    assert widget(at, "selectbox", "target").value == "label"
+    assert widget(at, "select_slider", "eps1").value == "4/255"
+    assert widget(at, "multiselect", "models").value == ["tiny-cnn", "tiny-cnn2"]
+    assert widget(at, "radio", "layers").value == "all"
+    widget(at, "selectbox", "target").set_value("clean-pred").run()
+    assert at.query_params["target"] == "clean-pred"
+    assert at.query_params["models"] == ["tiny-cnn", "tiny-cnn2"]
+    widget(at, "selectbox", "target").set_value("pred").run()
+    assert "target" not in at.query_params  # defaults stay out of the link
+    again = app(**{k: v for k, v in at.query_params.items() if k not in TINY})
+    assert widget(again, "select_slider", "eps1").value == "4/255"
+
+
+def test_url_and_state_codec():
+    values, problems = state.url_to_state({"n": ["x"], "models": ["a", "b"], "p.samples": ["5"], "zzz": ["1"]})
+    assert values == {"models": ["a", "b"], "p.samples": "5"} and len(problems) == 1
+    url = state.state_to_url({"n": 24, "models": ["a"], "eps1": "2/255", "p.sigma": 0.2}, {"p.sigma": 0.15})
+    assert url == {"models": ["a"], "eps1": ["2/255"], "p.sigma": ["0.2"]}
+    assert state.state_to_url({"classes": []}) == {}
+
+
+def test_method_parameters_come_from_defaults():
+    at = app(method="smoothgradcampp", **{"p.samples": "3"})
+    assert_clean(at)
+    assert widget(at, "number_input", "p.samples").value == 3
+    assert {w.key for w in at.number_input} >= {"w.p.samples", "w.p.sigma", "w.p.seed"}
+    assert at.query_params["p.samples"] == "3"
+
+
+def test_bad_input_shows_an_error_box_not_a_traceback():
+    at = app(eps=["0", "abc"])
+    assert not at.exception
+    assert any("abc" in e.value for e in at.error)
+    at = app(models=["no-such-model"])
+    assert not at.exception
+    assert any("Pick at least one model" in w.value for w in at.warning)
+    at = app(source="folder", folder="/nonexistent/folder")
+    assert not at.exception
+    assert any("not found" in e.value for e in at.error)
+
+
+def test_unloadable_model_is_an_error_box(monkeypatch):
+    monkeypatch.setenv("GCDASH_OFFLINE", "1")
+    at = app("pages/compare.py", models=["tiny-cnn", "vgg16"])
+    assert not at.exception
+    assert any("vgg16" in e.value for e in at.error)
+    assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn"}, "the other model still shows"

@@ -1,0 +1,249 @@
+"""A real browser against ``streamlit run app.py``: every page draws (images, plotly charts), no exception box,
+the main controls work, the URL restores the selection, and each page leaves a screenshot.
+
+Screenshots go to this test's tmp folder, and also to ``$GCDASH_SCREENSHOTS`` (e.g. ``docs/screenshots``) when
+set, shrunk to a palette PNG for the README. Needs Debian's Chromium at /usr/bin/chromium (Playwright's own
+browser download is not used): a missing browser fails the test when ``CI=true`` and skips it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[2]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# A smaller selection than the default keeps the cold-cache run short; every page still has real content.
+QUERY = "n=16&eps=0&eps=2%2F255&eps=4%2F255&eps=8%2F255"
+WORK_TIMEOUT_MS = 240_000  # cold-cache model work on a busy 2-core CPU
+UI_TIMEOUT_MS = 30_000
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+def _require_chromium() -> None:
+    if CHROMIUM.exists():
+        return
+    message = f"{CHROMIUM} is missing (apt-get install chromium)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with an empty cache; yields its base URL."""
+    _require_chromium()
+    port, cache = _free_port(), tmp_path_factory.mktemp("cache")
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",
+        "none",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env={**os.environ, "GCDASH_CACHE": str(cache)}, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError("streamlit did not start")
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
+    tab = context.new_page()
+    tab.set_default_timeout(UI_TIMEOUT_MS)
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> list[Path]:
+    """Where screenshots go: the test's tmp folder, plus ``$GCDASH_SCREENSHOTS`` when set."""
+    folders = [tmp_path_factory.mktemp("screenshots")]
+    if os.environ.get("GCDASH_SCREENSHOTS"):
+        folders.append(ROOT / os.environ["GCDASH_SCREENSHOTS"])
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def idle(page) -> None:
+    """Wait for the script run the last action started to finish (the status widget comes and goes)."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=WORK_TIMEOUT_MS)
+    page.wait_for_timeout(300)
+
+
+def no_exception(page) -> None:
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, boxes.first.inner_text()
+
+
+def visit(page, server: str, title: str) -> None:
+    """Open a page through the sidebar navigation and wait for its content."""
+    page.locator('[data-testid="stSidebarNav"] a', has_text=title).first.click()
+    page.wait_for_selector(f'h1:has-text("{title}")', timeout=WORK_TIMEOUT_MS)
+    idle(page)
+
+
+def charts_drawn(page, n: int) -> None:
+    drawn = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot .main-svg').length"
+    page.wait_for_function(f"{drawn} >= {2 * n}", timeout=WORK_TIMEOUT_MS)  # two svg layers per chart
+    idle(page)
+    assert page.locator('[data-testid="stPlotlyChart"]').count() >= n
+
+
+def choose(page, label: str, option: str | int) -> None:
+    """Pick ``option`` (a name, or a position in the list) in the selectbox labelled ``label``."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    options = page.get_by_role("option")
+    (options.nth(option) if isinstance(option, int) else page.get_by_role("option", name=option, exact=True)).click()
+    idle(page)
+
+
+def screenshot(page, shots: list[Path], name: str) -> None:
+    from PIL import Image
+
+    raw = shots[0] / f"{name}.png"
+    page.screenshot(path=str(raw))
+    for folder in shots[1:]:  # README copies: a 256-colour palette keeps them small
+        with Image.open(raw) as image:
+            image.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(
+                folder / f"{name}.png", optimize=True
+            )
+
+
+# -- the test -----------------------------------------------------------------------------------------------
+def test_every_page_in_a_browser(server, page, shots):
+    page.goto(f"{server}/?{QUERY}")
+    page.wait_for_selector('[data-testid="stImage"] img', timeout=WORK_TIMEOUT_MS)
+    idle(page)
+    no_exception(page)
+    assert page.locator('[data-testid="stImage"] img').count() >= 8 * 6
+    assert "n=16" in page.url
+    screenshot(page, shots, "gallery")
+
+    choose(page, "Colormap", "viridis")
+    page.get_by_role("radio", name="flipped", exact=True).click()
+    idle(page)
+    choose(page, "Enlarge one image", 1)
+    no_exception(page)
+    assert "image=" in page.url
+
+    visit(page, server, "Distributions")
+    charts_drawn(page, 1)
+    no_exception(page)
+    screenshot(page, shots, "distributions")
+    page.get_by_role("radio", name="ecdf", exact=True).click()
+    idle(page)
+    charts_drawn(page, 1)
+    page.get_by_role("button", name="Open in the gallery").click()
+    page.wait_for_selector('h1:has-text("Gallery")', timeout=WORK_TIMEOUT_MS)
+    idle(page)
+    no_exception(page)
+    assert "image=" in page.url
+
+    visit(page, server, "Compare models")
+    charts_drawn(page, 4)
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    no_exception(page)
+    screenshot(page, shots, "compare")
+
+    visit(page, server, "Layers")
+    charts_drawn(page, 2)
+    no_exception(page)
+    screenshot(page, shots, "layers")
+
+    visit(page, server, "Methods")
+    charts_drawn(page, 2)
+    no_exception(page)
+    screenshot(page, shots, "methods")
+
+    visit(page, server, "Runs")
+    page.get_by_role("button", name="Start sweep").click()
+    page.wait_for_selector('[data-testid="stAlertContentSuccess"]:has-text("Finished")', timeout=WORK_TIMEOUT_MS)
+    idle(page)
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    no_exception(page)
+    screenshot(page, shots, "runs")
+
+
+def test_a_link_restores_the_selection(server, page):
+    page.goto(f"{server}/compare?{QUERY}&models=demo-resnet&target=clean-pred")
+    charts_drawn(page, 4)
+    idle(page)
+    no_exception(page)
+    models = page.locator('[data-testid="stMultiSelect"]', has_text="demo-resnet")
+    assert models.count() >= 1 and "demo-vgg" not in models.first.inner_text()
+    assert page.get_by_role("combobox", name="Target policy", exact=True).input_value() == "clean-pred"
+    assert page.locator('[data-testid="stNumberInput"] input').first.input_value() == "16"
+    assert "target=clean-pred" in page.url
