@@ -31,6 +31,9 @@ def app(page: str | None = None, **params) -> AppTest:
     at.run()
     if page is not None:
         at.switch_page(page).run()
+    # AppTest starts every run in Streamlit's legacy pages/ mode, so the first run's widget ids differ from the
+    # later runs' (a browser session does not see this); one more run makes the ids the tests act on stable.
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -163,6 +166,7 @@ def test_runs_sweep_export_and_clear():
     while not at.success and time.monotonic() < deadline:
         time.sleep(0.5)
         at.run()
+    at.run()  # the finished sweep's st.rerun() changes widget ids under AppTest (see app()); settle them
     assert_clean(at)
     assert "Finished" in at.success[0].value
     assert len(at.dataframe) >= 1 and len(at.dataframe[0].value) == 1  # one run, both models
@@ -213,6 +217,10 @@ def test_bad_input_shows_an_error_box_not_a_traceback():
     at = app(models=["no-such-model"])
     assert not at.exception
     assert any("Pick at least one model" in w.value for w in at.warning)
+    at = app(n="-3", seed="abc")
+    assert_clean(at)
+    assert widget(at, "number_input", "n").value == 1
+    assert any("seed" in w.value for w in at.warning)
     at = app(source="folder", folder="/nonexistent/folder")
     assert not at.exception
     assert any("not found" in e.value for e in at.error)
@@ -224,3 +232,53 @@ def test_unloadable_model_is_an_error_box(monkeypatch):
     assert not at.exception
     assert any("vgg16" in e.value for e in at.error)
     assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn"}, "the other model still shows"
+
+
+def test_uploaded_images():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def png(seed: int) -> bytes:
+        pixels = np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        return buf.getvalue()
+
+    at = app(source="upload")
+    assert any("Upload" in i.value for i in at.info)
+    files = [(f"img{i}.png", png(i), "image/png") for i in range(3)] + [("junk.png", b"not an image", "image/png")]
+    at.file_uploader[0].set_value(files).run()
+    at.run()
+    assert not at.exception
+    assert any("junk.png" in w.value for w in at.warning)
+    assert len(image_urls(at)) == 3 * 6
+    assert "true: ?" in info_texts(at)
+
+
+def info_texts(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_pages_sharing_a_table_do_no_new_model_work(monkeypatch):
+    at = app("pages/compare.py")
+    calls = []
+    explain = gcdash.cams.explain
+    monkeypatch.setattr(gcdash.cams, "explain", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    at.switch_page("pages/distributions.py").run()
+    widget(at, "selectbox", "target").set_value("pred").run()  # unchanged value: same cells
+    at.switch_page("pages/compare.py").run()
+    assert_clean(at)
+    assert calls == []
+    widget(at, "multiselect", "eps").set_value(["0", "4/255", "8/255", "16/255"]).run()
+    assert calls, "a new eps needs new cells"
+
+
+def test_gallery_views_beside_the_cams():
+    at = app()
+    views = widget(at, "multiselect", "g.views")
+    assert {"Guided Grad-CAM", "Counterfactual Grad-CAM"} <= set(views.options)  # options show the labels
+    views.set_value(["gradient", "gradcam-cf"]).run()
+    assert_clean(at)
+    assert len(image_urls(at)) == 6 * (6 + 2 * 2)  # a clean and an adversarial map per view

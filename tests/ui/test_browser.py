@@ -8,6 +8,7 @@ browser download is not used): a missing browser fails the test when ``CI=true``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -18,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from gcdash.ui.state import DEFAULT_MODELS
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,41 +57,49 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _require_demo_weights() -> None:
+    from gcdash.models import demo
+
+    missing = [name for name in DEFAULT_MODELS if not demo.weights_path(name).is_file()]
+    if missing:
+        pytest.fail(f"no shipped weights for {', '.join(missing)}: run `python -m gcdash train-demo`")
+
+
+STREAMLIT_FLAGS = {
+    "server.headless": "true",
+    "browser.gatherUsageStats": "false",
+    "server.fileWatcherType": "none",
+    "client.toolbarMode": "viewer",
+}
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with an empty cache under ``folder``; yields its base URL."""
+    _require_chromium()
+    _require_demo_weights()
+    port = _free_port()
+    flags = [arg for k, v in {**STREAMLIT_FLAGS, "server.port": str(port)}.items() for arg in (f"--{k}", v)]
+    env = {**os.environ, "GCDASH_CACHE": str(folder / "cache")}
+    with (folder / "streamlit.log").open("w") as log:
+        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", *flags]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_healthy(url, proc)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port with an empty cache; yields its base URL."""
-    _require_chromium()
-    port, cache = _free_port(), tmp_path_factory.mktemp("cache")
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=ROOT, env={**os.environ, "GCDASH_CACHE": str(cache)}, stdout=log, stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serve(tmp_path_factory.mktemp("server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -155,7 +166,18 @@ def visit(page, server: str, title: str) -> None:
     idle(page)
 
 
+PROBLEM = '[data-testid="stException"], [data-testid="stAlertContentError"]'
+
+
+def appears(page, selector: str) -> None:
+    """Wait for ``selector``; an error or exception box that shows up first fails the test with its text."""
+    page.wait_for_selector(f"{selector}, {PROBLEM}", timeout=WORK_TIMEOUT_MS)
+    problems = page.locator(PROBLEM)
+    assert problems.count() == 0, problems.first.inner_text()
+
+
 def charts_drawn(page, n: int) -> None:
+    appears(page, '[data-testid="stPlotlyChart"]')
     drawn = "document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot .main-svg').length"
     page.wait_for_function(f"{drawn} >= {2 * n}", timeout=WORK_TIMEOUT_MS)  # two svg layers per chart
     idle(page)
@@ -185,7 +207,7 @@ def screenshot(page, shots: list[Path], name: str) -> None:
 # -- the test -----------------------------------------------------------------------------------------------
 def test_every_page_in_a_browser(server, page, shots):
     page.goto(f"{server}/?{QUERY}")
-    page.wait_for_selector('[data-testid="stImage"] img', timeout=WORK_TIMEOUT_MS)
+    appears(page, '[data-testid="stImage"] img')
     idle(page)
     no_exception(page)
     assert page.locator('[data-testid="stImage"] img').count() >= 8 * 6
@@ -230,20 +252,22 @@ def test_every_page_in_a_browser(server, page, shots):
 
     visit(page, server, "Runs")
     page.get_by_role("button", name="Start sweep").click()
-    page.wait_for_selector('[data-testid="stAlertContentSuccess"]:has-text("Finished")', timeout=WORK_TIMEOUT_MS)
+    appears(page, '[data-testid="stAlertContentSuccess"]:has-text("Finished")')
     idle(page)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1
     no_exception(page)
     screenshot(page, shots, "runs")
 
 
-def test_a_link_restores_the_selection(server, page):
-    page.goto(f"{server}/compare?{QUERY}&models=demo-resnet&target=clean-pred")
-    charts_drawn(page, 4)
-    idle(page)
-    no_exception(page)
-    models = page.locator('[data-testid="stMultiSelect"]', has_text="demo-resnet")
-    assert models.count() >= 1 and "demo-vgg" not in models.first.inner_text()
-    assert page.get_by_role("combobox", name="Target policy", exact=True).input_value() == "clean-pred"
-    assert page.locator('[data-testid="stNumberInput"] input').first.input_value() == "16"
-    assert "target=clean-pred" in page.url
+def test_a_link_restores_the_selection(tmp_path, page):
+    """A shared link opened as a fresh server's first request (Streamlit's legacy pages/ mode) still works."""
+    with serve(tmp_path) as fresh:
+        page.goto(f"{fresh}/compare?{QUERY}&models=demo-resnet&target=clean-pred")
+        charts_drawn(page, 4)
+        no_exception(page)
+        assert page.locator('[data-testid="stSidebarNav"] a', has_text="Compare models").count() == 1
+        models = page.locator('[data-testid="stMultiSelect"]', has_text="demo-resnet")
+        assert models.count() >= 1 and "demo-vgg" not in models.first.inner_text()
+        assert page.get_by_role("combobox", name="Target policy", exact=True).input_value() == "clean-pred"
+        assert page.locator('[data-testid="stNumberInput"] input').first.input_value() == "16"
+        assert "target=clean-pred" in page.url

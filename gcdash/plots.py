@@ -1,0 +1,356 @@
+"""Plotly figures from gcdash's tables: data in, figure out (no streamlit here).
+
+Inputs are the per-image table (``results.PER_IMAGE_COLUMNS``) or summaries derived from it. A "series" is one
+line or colour: the model, extended by the method and the layer when those vary. Points that stand for one
+image carry ``customdata = [image_id, model, eps, layer, method]`` so a click can open that image in the gallery.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from gcdash import metrics, results
+
+COLORS = px.colors.qualitative.Plotly
+POINT_DATA = ["image_id", "model", "eps", "layer", "method"]
+HOVER = "%{customdata[0]}<br>%{customdata[1]} · %{customdata[3]}<br>NISSIM %{x:.3f}<extra></extra>"
+FACET_COLUMNS = 3
+
+
+def eps_text(eps: float) -> str:
+    """``0`` → "0", 8/255 → "8/255", 0.01 → "0.01"."""
+    return "0" if eps == 0 else results.eps_label(eps)
+
+
+def series_of(table: pd.DataFrame) -> pd.Series:
+    """One label per row: the model, the method and the layer, each where it varies (the model when none does)."""
+    parts = [c for c in ("model", "method") if table[c].nunique() > 1]
+    if table.groupby("model")["layer"].nunique().max() > 1:
+        parts.append("layer")
+    return table[parts or ["model"]].astype(str).agg(" · ".join, axis=1)
+
+
+def _prepared(table: pd.DataFrame) -> pd.DataFrame:
+    out = table.copy()
+    out["series"] = series_of(out) if len(out) else pd.Series(dtype=str)
+    out["eps_text"] = out["eps"].map(eps_text)
+    return out
+
+
+def _colors(names: Sequence[str]) -> dict[str, str]:
+    return {name: COLORS[i % len(COLORS)] for i, name in enumerate(dict.fromkeys(names))}
+
+
+def _eps_order(table: pd.DataFrame) -> list[str]:
+    return [eps_text(e) for e in sorted(table["eps"].unique())]
+
+
+def summary_with_ci(per_image: pd.DataFrame, level: float = 0.95, n_boot: int = 1000) -> pd.DataFrame:
+    """``results.summary`` plus ``mod_lo``/``mod_hi``: the percentile bootstrap interval of MOD (the mean NISSIM)."""
+    summary = results.summary(per_image)
+    bands = {
+        key: metrics.bootstrap_ci(g["nissim"].to_numpy(), level, n_boot)
+        for key, g in per_image.groupby([*results.GROUP, "eps"], sort=False)
+    }
+    keys = list(summary[[*results.GROUP, "eps"]].itertuples(index=False, name=None))
+    summary["mod_lo"] = [bands[k][0] for k in keys]
+    summary["mod_hi"] = [bands[k][1] for k in keys]
+    return summary
+
+
+# -- distributions ------------------------------------------------------------------------------------------
+def _mod_markers(table: pd.DataFrame, colors: dict[str, str]) -> list[go.Scatter]:
+    mods = table.groupby(["series", "eps_text"], sort=False)["nissim"].mean().reset_index()
+    return [
+        go.Scatter(
+            x=g["eps_text"],
+            y=g["nissim"],
+            mode="markers",
+            name=f"MOD {name}",
+            offsetgroup=name,
+            marker=dict(symbol="diamond", size=12, color=colors[name], line=dict(width=1.5, color="black")),
+            hovertemplate=f"MOD {name}<br>eps %{{x}}: %{{y:.3f}}<extra></extra>",
+            legendgroup=name,
+        )
+        for name, g in mods.groupby("series", sort=False)
+    ]
+
+
+def _grouped(trace: Callable[..., go.BaseTraceType], mode: dict) -> Callable[[pd.DataFrame], go.Figure]:
+    """A violin or box builder: NISSIM per eps (x) and series (colour), every image a point, MOD as diamonds."""
+
+    def build(per_image: pd.DataFrame) -> go.Figure:
+        table = _prepared(per_image)
+        colors = _colors(table["series"])
+        fig = go.Figure()
+        for name, g in table.groupby("series", sort=False):
+            fig.add_trace(
+                trace(
+                    x=g["eps_text"],
+                    y=g["nissim"],
+                    name=name,
+                    offsetgroup=name,
+                    legendgroup=name,
+                    marker_color=colors[name],
+                    customdata=g[POINT_DATA].to_numpy(),
+                    hovertemplate=HOVER.replace("%{x:.3f}", "%{y:.3f}"),
+                    **mode,
+                )
+            )
+        fig.add_traces(_mod_markers(table, colors))
+        fig.update_layout(**{f"{trace.__name__.lower()}mode": "group"}, scattermode="group")
+        fig.update_xaxes(title="eps", categoryorder="array", categoryarray=_eps_order(table))
+        fig.update_yaxes(title="NISSIM", range=[0, None])
+        return fig
+
+    return build
+
+
+def _faceted(add: Callable[[go.Figure, pd.DataFrame, str, int, int], None], y_title: str):
+    """A histogram or ECDF builder: one panel per eps, one colour per series, MOD as a dashed line."""
+
+    def build(per_image: pd.DataFrame) -> go.Figure:
+        table = _prepared(per_image)
+        colors, order = _colors(table["series"]), _eps_order(table)
+        cols = min(len(order), FACET_COLUMNS) or 1
+        fig = make_subplots(
+            rows=math.ceil(len(order) / cols) or 1,
+            cols=cols,
+            subplot_titles=[f"eps {e}" for e in order],
+            shared_yaxes=True,
+            horizontal_spacing=0.04,
+        )
+        for i, eps in enumerate(order):
+            row, col = i // cols + 1, i % cols + 1
+            for name, g in table[table["eps_text"] == eps].groupby("series", sort=False):
+                add(fig, g, colors[name], row, col)
+                fig.add_vline(x=g["nissim"].mean(), line=dict(color=colors[name], dash="dash"), row=row, col=col)
+        fig.update_xaxes(title="NISSIM", range=[0, max(0.05, table["nissim"].max() * 1.05) if len(table) else 1])
+        fig.update_yaxes(title=y_title, col=1)
+        fig.update_layout(height=300 * math.ceil(len(order) / cols) + 60, barmode="overlay")
+        return fig
+
+    return build
+
+
+def _trace_kw(g: pd.DataFrame, color: str, first: bool) -> dict:
+    name = g["series"].iloc[0]
+    return dict(name=name, legendgroup=name, showlegend=first, marker_color=color)
+
+
+def _add_histogram(fig: go.Figure, g: pd.DataFrame, color: str, row: int, col: int) -> None:
+    first = row == col == 1
+    fig.add_trace(go.Histogram(x=g["nissim"], nbinsx=20, opacity=0.6, **_trace_kw(g, color, first)), row, col)
+    rug = go.Scatter(
+        x=g["nissim"],
+        y=np.zeros(len(g)),
+        mode="markers",
+        customdata=g[POINT_DATA].to_numpy(),
+        marker=dict(symbol="line-ns-open", size=14, color=color),
+        hovertemplate=HOVER,
+        **{**_trace_kw(g, color, False), "name": f"{g['series'].iloc[0]} images"},
+    )
+    fig.add_trace(rug, row, col)
+
+
+def _add_ecdf(fig: go.Figure, g: pd.DataFrame, color: str, row: int, col: int) -> None:
+    s = g.sort_values("nissim")
+    y = np.arange(1, len(s) + 1) / len(s)
+    fig.add_trace(
+        go.Scatter(
+            x=s["nissim"],
+            y=y,
+            mode="lines+markers",
+            line_shape="hv",
+            customdata=s[POINT_DATA].to_numpy(),
+            hovertemplate=HOVER,
+            **_trace_kw(s, color, row == col == 1),
+        ),
+        row,
+        col,
+    )
+
+
+DISTRIBUTIONS: dict[str, Callable[[pd.DataFrame], go.Figure]] = {
+    "violin": _grouped(go.Violin, dict(box_visible=True, points="all", pointpos=0, jitter=0.4)),
+    "box": _grouped(go.Box, dict(boxpoints="all", jitter=0.4, pointpos=0)),
+    "histogram": _faceted(_add_histogram, "images"),
+    "ecdf": _faceted(_add_ecdf, "share of images ≤ x"),
+}
+
+
+def distribution(per_image: pd.DataFrame, kind: str = "violin") -> go.Figure:
+    """NISSIM per eps and series as ``kind`` (one of :data:`DISTRIBUTIONS`), MOD marked."""
+    fig = DISTRIBUTIONS[kind](per_image)
+    fig.update_layout(title=f"NISSIM per image ({kind}); MOD marked", legend_title="series", clickmode="event+select")
+    return fig
+
+
+# -- comparisons --------------------------------------------------------------------------------------------
+def mod_bands(summary: pd.DataFrame, title: str = "MOD vs eps (95% bootstrap band)") -> go.Figure:
+    """MOD against eps, one line per series, with the ``mod_lo``–``mod_hi`` band (see :func:`summary_with_ci`)."""
+    table = _prepared(summary)
+    order = _eps_order(table)
+    colors = _colors(table["series"])
+    fig = go.Figure()
+    for name, g in table.groupby("series", sort=False):
+        x = [order.index(e) for e in g["eps_text"]]
+        fig.add_trace(
+            go.Scatter(
+                x=x + x[::-1],
+                y=list(g["mod_hi"]) + list(g["mod_lo"])[::-1],
+                mode="lines",
+                fill="toself",
+                line=dict(width=0),
+                fillcolor=colors[name],
+                opacity=0.2,
+                hoverinfo="skip",
+                legendgroup=name,
+                showlegend=False,
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=x,
+                y=g["mod"],
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
+                line_color=colors[name],
+                customdata=g[["eps_text", "mod_lo", "mod_hi"]].to_numpy(),
+                hovertemplate=f"{name}<br>eps %{{customdata[0]}}: MOD %{{y:.3f}} "
+                "[%{customdata[1]:.3f}, %{customdata[2]:.3f}]<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title="eps", tickvals=list(range(len(order))), ticktext=order)
+    fig.update_yaxes(title="MOD (mean NISSIM)", rangemode="tozero")
+    return fig.update_layout(title=title, legend_title="series")
+
+
+def vid_bars(summary: pd.DataFrame) -> go.Figure:
+    """VID (std of MOD over eps > 0) per series, as bars."""
+    table = _prepared(summary)
+    vid = results.vid(table)
+    vid["series"] = series_of(vid) if len(vid) else []
+    fig = px.bar(
+        vid,
+        x="series",
+        y="vid",
+        color="series",
+        color_discrete_map=_colors(table["series"]),
+        title="VID: variation of MOD across eps > 0",
+        labels={"vid": "VID", "series": ""},
+    )
+    return fig.update_layout(showlegend=False)
+
+
+ACCURACY_METRICS = {
+    "acc_clean": "clean accuracy",
+    "acc_adv": "adversarial accuracy",
+    "attack_success": "attack success",
+}
+
+
+def accuracy_curves(summary: pd.DataFrame) -> go.Figure:
+    """Clean and adversarial accuracy and attack success against eps, one panel each."""
+    table = _prepared(summary)
+    long = table.melt(id_vars=["series", "eps_text"], value_vars=list(ACCURACY_METRICS), var_name="metric")
+    long["metric"] = long["metric"].map(ACCURACY_METRICS)
+    fig = px.line(
+        long,
+        x="eps_text",
+        y="value",
+        color="series",
+        facet_col="metric",
+        markers=True,
+        color_discrete_map=_colors(table["series"]),
+        labels={"eps_text": "eps", "value": ""},
+        category_orders={"eps_text": _eps_order(table), "metric": list(ACCURACY_METRICS.values())},
+        title="Accuracy under attack",
+    )
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    return fig.update_yaxes(range=[0, 1.02])
+
+
+def mod_vs_drop(summary: pd.DataFrame) -> go.Figure:
+    """MOD against the accuracy drop (clean − adversarial) at each eps: is a larger shift a weaker model?"""
+    table = _prepared(summary)
+    table["accuracy drop"] = table["acc_clean"] - table["acc_adv"]
+    fig = px.scatter(
+        table,
+        x="accuracy drop",
+        y="mod",
+        color="series",
+        text="eps_text",
+        hover_data=["layer", "n"],
+        color_discrete_map=_colors(table["series"]),
+        labels={"mod": "MOD"},
+        title="MOD vs accuracy drop (one point per eps)",
+    )
+    return fig.update_traces(textposition="top center", marker_size=10)
+
+
+# -- layers -------------------------------------------------------------------------------------------------
+def layer_depth(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` plus ``layer_index`` (0 = shallowest, in the table's order) and ``depth`` = index / (n − 1)."""
+    out = summary.copy()
+    out["layer_index"] = out.groupby("model", sort=False)["layer"].transform(lambda s: pd.factorize(s)[0])
+    n_layers = out.groupby("model", sort=False)["layer"].transform("nunique")
+    out["depth"] = out["layer_index"] / (n_layers - 1).where(n_layers > 1, 1)
+    return out
+
+
+def layer_heatmap(summary: pd.DataFrame) -> go.Figure:
+    """MOD over layer (shallow at the top → deep) × eps, one panel per model, one colour scale."""
+    table = _prepared(layer_depth(summary))
+    names = list(dict.fromkeys(table["model"]))
+    fig = make_subplots(rows=1, cols=max(len(names), 1), subplot_titles=names, horizontal_spacing=0.12)
+    for i, (name, g) in enumerate(table.groupby("model", sort=False)):
+        grid = g.pivot_table(index="layer", columns="eps", values="mod", sort=False)
+        grid = grid.loc[list(dict.fromkeys(g.sort_values("layer_index")["layer"])), sorted(grid.columns)]
+        fig.add_trace(
+            go.Heatmap(
+                z=grid.to_numpy(),
+                x=[eps_text(e) for e in grid.columns],
+                y=list(grid.index),
+                coloraxis="coloraxis",
+                hovertemplate=f"{name}<br>%{{y}} · eps %{{x}}: MOD %{{z:.3f}}<extra></extra>",
+            ),
+            1,
+            i + 1,
+        )
+        fig.update_yaxes(autorange="reversed", row=1, col=i + 1)
+    fig.update_xaxes(title="eps", type="category")
+    fig.update_layout(
+        title="MOD per layer (shallow → deep) and eps", coloraxis=dict(colorscale="Viridis", cmin=0), height=380
+    )
+    return fig
+
+
+def mod_vs_depth(summary: pd.DataFrame) -> go.Figure:
+    """MOD against relative layer depth (0 shallowest, 1 deepest), one line per model, one panel per eps > 0."""
+    table = _prepared(layer_depth(summary))
+    table = table[table["eps"] > 0]
+    order = _eps_order(table)
+    fig = px.line(
+        table,
+        x="depth",
+        y="mod",
+        color="model",
+        color_discrete_map=_colors(table["model"]),
+        facet_col="eps_text",
+        markers=True,
+        hover_data=["layer"],
+        facet_col_wrap=FACET_COLUMNS,
+        category_orders={"eps_text": order},
+        title="MOD vs relative depth",
+        labels={"depth": "relative depth", "mod": "MOD", "eps_text": "eps"},
+    )
+    return fig.update_layout(height=300 * math.ceil(max(len(order), 1) / FACET_COLUMNS) + 80)

@@ -1,0 +1,96 @@
+"""Streamlit's caches over the engine (DESIGN.md section 4).
+
+- ``st.cache_resource``: loaded model handles (one per name, weights and device, shared by every session; the
+  handle's lock serialises model passes) and the store (thread-safe).
+- ``st.cache_data``: samples, per-image tables, gallery data and extra views, keyed by the sweep config's key,
+  the store's root and the device. Arguments with a leading underscore are not hashed: the key stands for them.
+
+Tables are read through the engine, so a miss here on a warm store costs cache reads, not model passes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from gcdash import data, models
+from gcdash.config import DataConfig, SweepConfig
+from gcdash.data import Samples
+from gcdash.models.handle import ModelHandle
+from gcdash.store import Store, default_root
+from gcdash.ui import compute
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading model…")
+def model(name: str, weights: str | None, device: str) -> ModelHandle:
+    """The handle of model ``name`` on ``device`` (errors are not cached: a fixed problem loads next time)."""
+    return models.load(name, weights=weights).to(device)
+
+
+@st.cache_resource(max_entries=4)
+def _store(root: str) -> Store:
+    return Store(root)
+
+
+def store() -> Store:
+    """The store at ``$GCDASH_CACHE`` (or the repository's cache/), one per root per process."""
+    return _store(str(default_root()))
+
+
+def data_key(config: DataConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True, default=str)
+
+
+@st.cache_data(max_entries=16, show_spinner="Loading images…")
+def _samples(key: str, _config: DataConfig) -> Samples:
+    return data.load(_config.source, n=_config.n, seed=_config.seed, **dict(_config.options))
+
+
+def samples(config: DataConfig) -> Samples:
+    """The images of ``config`` (a registered source: demo, folder:PATH, …)."""
+    return _samples(data_key(config), config)
+
+
+def table_key(config: SweepConfig, device: str, *extra: object) -> str:
+    """What a cached table depends on beyond the config: the store it is read from and the device."""
+    return "|".join(map(str, (default_root(), device, config.key(), *extra)))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def per_image(key: str, _handle: ModelHandle, _samples: Samples, _config: SweepConfig) -> pd.DataFrame:
+    """The per-image table of one model (see :func:`gcdash.ui.compute.per_image`)."""
+    return compute.per_image(_handle, store(), _samples, _config)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def gallery(
+    key: str, _handle: ModelHandle, _samples: Samples, _config: SweepConfig, eps: float, layer: str
+) -> compute.GalleryData:
+    """Gallery data of one model at ``eps`` and ``layer``."""
+    return compute.gallery(_handle, store(), _samples, _config, eps, layer)
+
+
+@st.cache_data(max_entries=32, show_spinner="Computing view…")
+def extra_view(
+    key: str, view: str, _handle: ModelHandle, _data: compute.GalleryData, target: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """An extra view (Guided Grad-CAM, counterfactual, gradient) of the gallery's clean and adversarial images."""
+    return compute.extra_view(_handle, _data, view, target)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def summary_ci(per_image_table: pd.DataFrame) -> pd.DataFrame:
+    """Summary rows with the 95% bootstrap band of MOD (hashed by content: cheap next to the bootstrap)."""
+    from gcdash import plots
+
+    return plots.summary_with_ci(per_image_table)
+
+
+def clear_tables() -> None:
+    """Forget the cached tables and views (after the store was cleared)."""
+    for fn in (per_image, gallery, extra_view, summary_ci):
+        fn.clear()

@@ -1,0 +1,149 @@
+"""The pages' compute path with progress bars: load what a page needs, fill missing cells, return cached tables.
+
+A table is computed once per session with a progress bar (counts, elapsed, ETA) and then read through
+``st.cache_data``; its key is remembered in session state (``gcdash.warm``), so a rerun that needs no new cell
+does no model work and draws no bar. Widget changes interrupt a running computation between batches; the
+finished batches are already in the store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from gcdash.config import SweepConfig
+from gcdash.data import Samples
+from gcdash.errors import GcdashError
+from gcdash.models.handle import ModelHandle
+from gcdash.ui import cache, compute
+from gcdash.ui.sidebar import SELECTION, UPLOADS
+from gcdash.ui.state import Selection
+
+WARM = "gcdash.warm"
+
+
+def selection() -> Selection:
+    """The sidebar's selection of this run (app.py draws the sidebar before the page)."""
+    return st.session_state.get(SELECTION) or Selection()
+
+
+def require_models(sel: Selection) -> None:
+    if not sel.models:
+        st.info("Pick at least one model in the sidebar.")
+        st.stop()
+
+
+def handles(sel: Selection, names: Sequence[str] | None = None) -> dict[str, ModelHandle]:
+    """Loaded handles of ``names`` (default: the selected models); a model that fails to load gets an error box
+    and is left out; the page stops when none loads."""
+    out = {}
+    for name in names or sel.models:
+        try:
+            out[name] = cache.model(name, "default", sel.device)
+        except GcdashError as err:
+            st.error(str(err) if name in str(err) else f"{name}: {err}")
+    if not out:
+        st.stop()
+    return out
+
+
+def samples(sel: Selection) -> Samples:
+    """The selected images (uploads come from the sidebar's uploader)."""
+    if sel.data.source != "upload":
+        return cache.samples(sel.data)
+    uploaded = st.session_state.get(UPLOADS)
+    if uploaded is None:
+        st.info("Upload PNG, JPEG or WebP images in the sidebar.")
+        st.stop()
+    return uploaded
+
+
+def _warm() -> set[str]:
+    return st.session_state.setdefault(WARM, set())
+
+
+def forget_warm() -> None:
+    st.session_state[WARM] = set()
+
+
+def _progress_text(what: str, done: int, total: int, start: float) -> str:
+    elapsed = time.monotonic() - start
+    eta = f" · about {elapsed / done * (total - done):.0f} s left" if done else ""
+    return f"{what}: {done}/{total} images · {elapsed:.0f} s{eta}"
+
+
+def _fill(jobs: list[tuple[ModelHandle, SweepConfig, str]], imgs: Samples, what: str) -> None:
+    """Compute the cold ``jobs`` (handle, config, key) with one progress bar, then mark them warm."""
+    total, done, start = len(imgs) * len(jobs), 0, time.monotonic()
+    bar = st.progress(0.0, text=f"{what}: starting…")
+
+    def report(n: int, name: str) -> None:
+        nonlocal done
+        done += n
+        bar.progress(min(done / total, 1.0), text=_progress_text(f"{what} ({name})", done, total, start))
+
+    for handle, config, key in jobs:
+        compute.per_image(handle, cache.store(), imgs, config, report)
+        _warm().add(key)
+    bar.empty()
+
+
+def tables(
+    sel: Selection,
+    configs: Sequence[tuple[str, SweepConfig]],
+    what: str = "Computing explanations",
+) -> pd.DataFrame:
+    """The per-image rows of ``configs`` ((model name, one-model config) pairs), concatenated."""
+    loaded = handles(sel, list(dict.fromkeys(name for name, _ in configs)))
+    imgs = samples(sel)
+    jobs = [(loaded[name], config, cache.table_key(config, sel.device)) for name, config in configs if name in loaded]
+    cold = [job for job in jobs if job[2] not in _warm()]
+    if cold:
+        _fill(cold, imgs, what)
+    return pd.concat([cache.per_image(key, h, imgs, c) for h, c, key in jobs], ignore_index=True)
+
+
+def per_image(
+    sel: Selection,
+    *,
+    models: Sequence[str] | None = None,
+    layers: str | tuple[str, ...] | None = None,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """The per-image table of the selection (or of ``models`` × ``methods``, at ``layers``)."""
+    configs = [
+        (name, sel.config(name, layers=layers, method=method))
+        for name in (models or sel.models)
+        for method in (methods or [sel.method])
+    ]
+    return tables(sel, configs)
+
+
+def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> compute.GalleryData:
+    """Gallery data of ``model`` at the sidebar's gallery eps and ``layer`` (cells filled with a progress bar)."""
+    eps = sel.gallery_eps
+    config = sel.config(model, layers=(layer,), eps=(eps,))
+    key = cache.table_key(config, sel.device)
+    imgs = samples(sel)
+    if key not in _warm():
+        _fill([(handle, config, key)], imgs, "Computing the gallery")
+    return cache.gallery(key, handle, imgs, config, eps, layer)
+
+
+def extra_views(
+    sel: Selection, handle: ModelHandle, data: compute.GalleryData, names: Sequence[str]
+) -> compute.GalleryData:
+    """``data`` with the extra views ``names`` (gcdash.cams.views) of its clean and adversarial images."""
+    base = cache.table_key(sel.config(data.model, layers=(data.layer,), eps=(data.eps,)), sel.device)
+    with st.spinner("Computing extra views…"):
+        data.extra = {name: cache.extra_view(base, name, handle, data, sel.target) for name in names}
+    return data
+
+
+def downloads(items: dict[str, tuple[Callable[[], bytes | str], str, str]], key: str) -> None:
+    """A row of download buttons: label → (data maker, file name, mime); data is made on click."""
+    for column, (label, (make, name, mime)) in zip(st.columns(len(items)), items.items()):
+        column.download_button(label, make, file_name=name, mime=mime, key=f"{key}.{name}", on_click="ignore")

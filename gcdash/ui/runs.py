@@ -1,0 +1,137 @@
+"""The Runs page's parts: a background sweep with a progress bar and a cancel button, the list of cached runs,
+their exports, and the cache's housekeeping."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+
+import pandas as pd
+import streamlit as st
+
+from gcdash import pipeline, plots
+from gcdash.ui import cache, compute, report, run
+from gcdash.ui.state import Selection
+
+JOB = "gcdash.job"
+
+
+def start(sel: Selection) -> None:
+    """Start sweeping the selection in a background thread of this session (unless one is running)."""
+    job = st.session_state.get(JOB)
+    if job is not None and job.running:
+        return
+    loaded = run.handles(sel)
+    configs = sel.sweep_configs(tuple(loaded))
+    st.session_state[JOB] = compute.SweepJob.start(configs, cache.store(), loaded, run.samples(sel), sel.device)
+
+
+def cost(sel: Selection, n_images: int) -> str:
+    """What a cold cache costs: per image and model, 2 + (number of eps > 0) model passes for all layers."""
+    passes = n_images * len(sel.models) * (2 + sum(e > 0 for e in sel.eps))
+    return f"{n_images} images × {len(sel.models)} models: at most {passes} model passes on a cold cache"
+
+
+def _job_text(job: compute.SweepJob) -> str:
+    eta = f" · about {job.eta:.0f} s left" if job.eta is not None else ""
+    return f"{job.done}/{job.total} images ({job.what or 'starting'}) · {job.elapsed:.0f} s{eta}"
+
+
+def progress() -> None:
+    """The current sweep: a self-refreshing progress bar with Cancel while it runs, its outcome after."""
+    job: compute.SweepJob | None = st.session_state.get(JOB)
+    if job is None:
+        return
+    st.fragment(_progress_body, run_every=1.0 if job.running else None)(job)
+
+
+def _progress_body(job: compute.SweepJob) -> None:
+    if job.running:
+        st.progress(job.done / max(job.total, 1), text=_job_text(job))
+        st.button("Cancel", on_click=job.cancel, icon=":material/stop_circle:", key="runs.cancel")
+        return
+    if st.session_state.get("runs.shown") is not job:  # just finished: redraw the page once (the runs list)
+        st.session_state["runs.shown"] = job
+        st.rerun()
+    if job.error is not None:
+        st.error(f"Sweep failed: {job.error}")
+    elif job.cancelled:
+        st.warning(
+            f"Cancelled after {job.done} of {job.total} images; the finished batches are cached and will "
+            "not be recomputed."
+        )
+    else:
+        st.success(f"Finished {job.total} images in {job.elapsed:.0f} s; the run is listed below.")
+
+
+def runs_table() -> pd.DataFrame:
+    """The cached runs, newest first, one row each, described for people."""
+    rows = []
+    for r in cache.store().runs():
+        cfg = r["config"]
+        rows.append(
+            {
+                "key": r["key"],
+                "created": dt.datetime.fromtimestamp(r["created"]),
+                "models": ", ".join(m["name"] for m in cfg.get("models", [])),
+                "method": cfg.get("cam", {}).get("method", ""),
+                "images": cfg.get("data", {}).get("n"),
+                "source": cfg.get("data", {}).get("source", ""),
+                "eps": ", ".join(plots.eps_text(e) for e in cfg.get("eps", [])),
+                "layers": cfg.get("layers") if isinstance(cfg.get("layers"), str) else ", ".join(cfg.get("layers")),
+                "target": cfg.get("target", ""),
+                "rows": r["n_rows"],
+                "table size (kB)": round(r["nbytes"] / 1024, 1),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def exports(chosen: pd.DataFrame) -> None:
+    """Download buttons for the ``chosen`` rows of :func:`runs_table`: their per-image rows (Parquet, CSV) and an
+    HTML report of the comparison charts (all made on click)."""
+    keys = list(chosen["key"])
+    key = keys[0] if len(keys) == 1 else f"{keys[0]}+{len(keys) - 1}"
+    subtitle = " / ".join(f"{r.models} · {r.method} · eps {r.eps}" for r in chosen.itertuples())
+    st.markdown(f"Export {len(keys)} run(s) ({subtitle}; {chosen['rows'].sum()} rows; select rows above to choose):")
+
+    def table() -> pd.DataFrame:
+        frames = [pipeline.load_run(cache.store(), k) for k in keys]
+        return pd.concat([f for f in frames if f is not None], ignore_index=True)
+
+    def parquet() -> bytes:
+        buf = io.BytesIO()
+        table().to_parquet(buf, index=False)
+        return buf.getvalue()
+
+    run.downloads(
+        {
+            "per image (Parquet)": (parquet, f"gcdash-{key}.parquet", "application/vnd.apache.parquet"),
+            "per image (CSV)": (lambda: table().to_csv(index=False), f"gcdash-{key}.csv", "text/csv"),
+            "report (HTML)": (
+                lambda: report.report_html(table(), f"gcdash run {key}", subtitle),
+                f"gcdash-{key}.html",
+                "text/html",
+            ),
+        },
+        key=f"runs.{key}",
+    )
+
+
+def housekeeping() -> None:
+    """Cache size, usage per model and kind, and a confirmed Clear."""
+    store = cache.store()
+    if st.session_state.pop("runs.cleared", False):
+        st.success("Cache cleared.")
+    st.metric("Cache size", f"{store.size_bytes() / 2**20:.1f} MB", help=str(store.path))
+    usage = pd.DataFrame(store.usage())
+    if not usage.empty:
+        usage["MB"] = (usage.pop("nbytes") / 2**20).round(2)
+        st.dataframe(usage, hide_index=True)
+    sure = st.checkbox("I want to delete every cached result", key="runs.sure")
+    if st.button("Clear cache", disabled=not sure, icon=":material/delete:", key="runs.clear"):
+        store.clear()
+        cache.clear_tables()
+        run.forget_warm()
+        st.session_state["runs.cleared"] = True
+        st.rerun()

@@ -1,0 +1,246 @@
+"""The shared sidebar: data, models, CAM method and parameters, layers, eps, target policy, device.
+
+Its values live in :mod:`gcdash.ui.values` (session state and the URL); :func:`render` draws the widgets and
+returns the :class:`~gcdash.ui.state.Selection` the pages read with :func:`gcdash.ui.page.selection`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+import torch
+
+from gcdash import cams, data, models, pipeline
+from gcdash.config import DEFAULT_EPS, DataConfig
+from gcdash.errors import GcdashError
+from gcdash.targets import TARGETS
+from gcdash.ui import cache, values
+from gcdash.ui.state import LAYERS_PREFIX, PARAM_PREFIX, PARAMS, Selection, parse_eps_texts
+from gcdash.ui.values import bound, keep_valid
+
+SELECTION = "gcdash.selection"
+UPLOADS = "gcdash.uploads"
+EXTRA_EPS = ["32/255"]
+MAX_IMAGES, MAX_SEED = 5000, 10**6
+LAYER_MODES = {"default": "default (deepest)", "all": "every layer", "custom": "pick per model"}
+
+
+def render() -> Selection:
+    """Draw the sidebar and return the selection (also kept in session state for the pages)."""
+    values.start_run()
+    with st.sidebar:
+        for problem in st.session_state.get(values.PROBLEMS, []):
+            st.warning(problem)
+        data_config = _data_section()
+        chosen = _models_section()
+        method, params = _method_section()
+        layer_mode, custom = _layers_section(chosen)
+        eps, gallery_eps = _eps_section()
+        keep_valid("target", TARGETS.names(), "pred")
+        target = bound(st.selectbox, "Target policy", "target", TARGETS.names(), help=_targets_help())
+        device = _device_caption()
+    values.sync_url()
+    sel = Selection(data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device)
+    st.session_state[SELECTION] = sel
+    return sel
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+def _demo() -> DataConfig:
+    from gcdash.data.demo import CLASS_NAMES
+
+    n, seed = _count()
+    keep_valid("split", ["test", "val", "train"], "test")
+    keep_valid("classes", list(CLASS_NAMES), [])
+    split = bound(st.selectbox, "Split", "split", ["test", "val", "train"])
+    classes = bound(st.multiselect, "Classes", "classes", list(CLASS_NAMES), placeholder="all classes")
+    options = (("split", split),) + ((("classes", tuple(classes)),) if classes else ())
+    return DataConfig("demo", n, seed, options)
+
+
+def _count() -> tuple[int, int]:
+    values.keep_in_range("n", 1, MAX_IMAGES)
+    values.keep_in_range("seed", 0, MAX_SEED)
+    n = bound(st.number_input, "Images", "n", min_value=1, max_value=MAX_IMAGES, step=4, help="how many to draw")
+    seed = bound(st.number_input, "Subset seed", "seed", min_value=0, max_value=MAX_SEED)
+    return int(n), int(seed)
+
+
+def _folder() -> DataConfig:
+    from gcdash.data.folder import class_folders
+
+    n, seed = _count()
+    path = bound(st.text_input, "Folder", "folder", placeholder="/path/to/images", help="one sub-folder per class")
+    try:
+        names = class_folders(path) if path else []
+    except OSError:
+        names = []
+    keep_valid("classes", names, [])
+    classes = bound(st.multiselect, "Classes", "classes", names, placeholder="all classes")
+    options = (("classes", tuple(classes)),) if classes else ()
+    return DataConfig(f"folder:{path}", n, seed, options)
+
+
+def _upload() -> DataConfig:
+    files = st.file_uploader(
+        "Images", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True, key="upload_files"
+    )
+    blobs = [(f.name, f.getvalue()) for f in files or []]
+    digest = hashlib.sha256(b"".join(n.encode() + hashlib.sha256(b).digest() for n, b in blobs)).hexdigest()[:16]
+    samples, problems = _decode_uploads(digest, blobs) if blobs else (None, [])
+    for problem in problems:
+        st.warning(problem)
+    st.session_state[UPLOADS] = samples if samples is not None and len(samples) else None
+    return DataConfig("upload", None, 0, (("files", digest),))
+
+
+@st.cache_data(max_entries=4, show_spinner="Decoding uploads…")
+def _decode_uploads(digest: str, _blobs: list[tuple[str, bytes]]) -> tuple:
+    from gcdash.data.uploads import from_uploads
+
+    return from_uploads(_blobs)
+
+
+SOURCES: dict[str, tuple[str, Callable[[], DataConfig]]] = {
+    "demo": ("built-in demo shapes", _demo),
+    "folder": ("image folder (class sub-folders)", _folder),
+    "upload": ("upload images", _upload),
+}
+
+
+def _available_sources() -> list[str]:
+    present = {
+        "demo": "demo" in data.names(),
+        "folder": "folder" in data.names(),
+        "upload": importlib.util.find_spec("gcdash.data.uploads") is not None,
+    }
+    return [name for name in SOURCES if present[name]]
+
+
+def _data_section() -> DataConfig:
+    st.header("Data")
+    sources = _available_sources()
+    keep_valid("source", sources, "demo")
+    source = bound(st.selectbox, "Source", "source", sources, format_func=lambda s: SOURCES[s][0])
+    return SOURCES[source][1]()
+
+
+# -- models, method, layers ---------------------------------------------------------------------------------
+def _models_section() -> list[str]:
+    st.header("Models")
+    names = models.names()
+    keep_valid("models", names, [])
+    chosen = bound(
+        st.multiselect,
+        "Models",
+        "models",
+        names,
+        format_func=_model_label,
+        label_visibility="collapsed",
+        help="demo-*: small CNNs trained on the demo shapes (fast); the others are the paper's ImageNet "
+        "architectures and need their fine-tuned weights",
+    )
+    if not chosen:
+        st.warning("Pick at least one model.")
+    return chosen
+
+
+def _model_label(name: str) -> str:
+    family = models.entry(name).family
+    return f"{name} ({family})" if family else name
+
+
+PARAM_WIDGETS: dict[type, Callable[[str, str], Any]] = {
+    bool: lambda label, name: bound(st.checkbox, label, name),
+    int: lambda label, name: bound(st.number_input, label, name, step=1),
+    float: lambda label, name: bound(st.number_input, label, name, step=0.01, format="%.3f"),
+}
+
+
+def _typed(name: str, default: Any) -> None:
+    """Give a method parameter the type of its default (a value read from the URL is a string)."""
+    try:
+        values.request(**{name: type(default)(values.get(name, default))})
+    except (TypeError, ValueError):
+        values.request(**{name: default})
+
+
+def _method_section() -> tuple[str, tuple[tuple[str, Any], ...]]:
+    st.header("Explanation")
+    keep_valid("method", cams.names(), "gradcam")
+    name = bound(st.selectbox, "CAM method", "method", cams.names(), format_func=lambda m: cams.get(m).label)
+    method = cams.get(name)
+    st.caption(f"{method.paper} · cost: {method.cost}")
+    params = {}
+    for param, default in method.defaults.items():
+        key = f"{PARAM_PREFIX}{param}"
+        values.dynamic(key, default)
+        _typed(key, default)
+        value = PARAM_WIDGETS.get(type(default), PARAM_WIDGETS[float])(param, key)
+        if value != default:
+            params[param] = value
+    return method.name, tuple(sorted(params.items()))
+
+
+def _layers_section(chosen: list[str]) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+    keep_valid("layers", list(LAYER_MODES), "default")
+    mode = bound(st.radio, "Layers", "layers", list(LAYER_MODES), format_func=LAYER_MODES.get, horizontal=True)
+    if mode != "custom":
+        return mode, ()
+    custom = []
+    for name in chosen:
+        try:
+            catalog = list(cache.model(name, "default", pipeline.default_device()).layers)
+        except GcdashError:
+            continue
+        key = f"{LAYERS_PREFIX}{name}"
+        values.dynamic(key, [])
+        keep_valid(key, catalog, [])
+        picked = bound(st.multiselect, f"Layers of {name}", key, catalog, placeholder="default layer")
+        custom.append((name, tuple(picked)))
+    return mode, tuple(custom)
+
+
+# -- eps, target, device ------------------------------------------------------------------------------------
+def _eps_section() -> tuple[tuple[float, ...], float]:
+    st.header("Attack (FGSM)")
+    options = list(dict.fromkeys([*PARAMS["eps"].default, *EXTRA_EPS, *values.get("eps", [])]))
+    texts = bound(
+        st.multiselect,
+        "eps set (sweeps)",
+        "eps",
+        options,
+        accept_new_options=True,
+        help="L∞ budgets in pixel units; type e.g. 3/255 or 0.02 to add one",
+    )
+    try:
+        eps = parse_eps_texts(texts) if texts else DEFAULT_EPS
+    except GcdashError as err:
+        st.error(str(err))
+        eps = DEFAULT_EPS
+    choices = _eps_choices(eps)
+    keep_valid("eps1", choices, PARAMS["eps1"].default)
+    one = bound(st.select_slider, "eps (gallery)", "eps1", choices)
+    return eps, parse_eps_texts([one])[0]
+
+
+def _eps_choices(eps: tuple[float, ...]) -> list[str]:
+    from gcdash.plots import eps_text
+
+    positive = [eps_text(e) for e in eps if e > 0]
+    return positive or ["0"]
+
+
+def _targets_help() -> str:
+    return "  \n".join(f"**{name}**: {TARGETS.get(name).description}" for name in TARGETS.names())
+
+
+def _device_caption() -> str:
+    device = pipeline.default_device()
+    where = torch.cuda.get_device_name(0) if device == "cuda" else "no CUDA GPU visible"
+    st.caption(f"Device: **{device.upper()}** ({where})")
+    return device

@@ -1,0 +1,26 @@
+"""Layers: the paper's every-layer analysis. MOD over layer depth × eps per model (heatmap), and MOD against
+relative depth across models (lines). Uses every layer of each model, whatever the sidebar's layer choice."""
+
+import streamlit as st
+
+from gcdash import plots, results
+from gcdash.ui import page, run
+
+st.title("Layers")
+st.caption(
+    "Where in the network does the attack move the explanation most? Every layer of each model; the "
+    "first visit computes them all (one pass per eps for all layers at once)."
+)
+
+with page.guard():
+    sel = page.selection()
+    run.require_models(sel)
+    table = run.per_image(sel, layers="all")
+    summary = plots.layer_depth(results.summary(table))
+
+    st.plotly_chart(plots.layer_heatmap(summary), key="layers.heatmap")
+    st.plotly_chart(plots.mod_vs_depth(summary), key="layers.depth")
+    with st.expander("MOD per layer and eps (table)"):
+        wide = summary.pivot_table(index=["model", "layer_index", "layer"], columns="eps", values="mod")
+        wide.columns = [f"MOD@{plots.eps_text(e)}" for e in wide.columns]
+        st.dataframe(wide.reset_index())

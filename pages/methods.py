@@ -1,0 +1,46 @@
+"""Methods: MOD vs eps for one model across CAM methods (with the 95% bootstrap band), VID per method and the
+MOD/VID table. The sidebar's method parameters apply to the sidebar's method; the others use their defaults."""
+
+import streamlit as st
+
+from gcdash import cams, plots, results
+from gcdash.ui import cache, page, run
+from gcdash.ui.values import bound, keep_valid
+
+DEFAULT_METHODS = ["gradcam", "gradcampp", "xgradcam", "layercam"]
+
+st.title("Methods")
+st.caption(
+    "Does the explanation shift depend on the explainer? The same attacked images, explained by several "
+    "CAM methods at the selected layers."
+)
+
+with page.guard():
+    sel = page.selection()
+    run.require_models(sel)
+    left, right = st.columns([1, 3])
+    keep_valid("m.model", list(sel.models), sel.models[0])
+    model = bound(left.selectbox, "Model", "m.model", sel.models)
+    names = cams.names()
+    methods = right.multiselect(
+        "Methods",
+        names,
+        default=[m for m in DEFAULT_METHODS if m in names],
+        format_func=lambda m: cams.get(m).label,
+        key="m.methods",
+        persist_state="session",
+    )
+    if not methods:
+        st.info("Pick at least one method.")
+        st.stop()
+    with st.expander("Cost of each method"):
+        st.markdown("\n".join(f"- **{cams.get(m).label}** ({cams.get(m).paper}): {cams.get(m).cost}" for m in methods))
+
+    table = run.per_image(sel, models=[model], methods=methods)
+    summary = cache.summary_ci(table)
+    st.plotly_chart(
+        plots.mod_bands(summary, title=f"{model}: MOD vs eps per method (95% bootstrap band)"), key="methods.mod"
+    )
+    left, right = st.columns([2, 3])
+    left.plotly_chart(plots.vid_bars(summary), key="methods.vid")
+    right.dataframe(results.mod_vid_table(summary), hide_index=True)
