@@ -1,8 +1,10 @@
 """Train the demo models on the ``demo`` shapes and save their weights as safetensors (``python -m gcdash train-demo``).
 
 Plain supervised training, no adversarial examples (the demo must show attacks working): AdamW with a one-cycle
-schedule, cross-entropy, random flips; every model sees the same fixed training images in its own seeded order.
-The defaults train all four models in under 10 minutes on a 2-core CPU, to ≥ 95 % clean top-1 on the test split.
+schedule, cross-entropy, random flips; every model sees the same training images in the same seeded order.
+The defaults (1000 steps of 32 images per model, 12 000 training images) train all four models in about 7.5 minutes
+on a 2-core CPU (``--threads 2``), to 97.9-100 % clean top-1 on the test split; same seed and thread count, same
+bytes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from gcdash.data.demo import CLASS_NAMES, IMAGE_SIZE, generate_arrays
 from gcdash.errors import GcdashError
 from gcdash.models.demo import ARCHITECTURES, FORMAT_VERSION, WEIGHTS_DIR, random_net, weights_path
 
-DEFAULT_STEPS = 600
+DEFAULT_STEPS = 1000
 DEFAULT_N_TRAIN = 12_000
 DEFAULT_N_VAL = 1_000
 # Channels-last memory makes plain convs ~40 % faster on CPU but depthwise ones far slower.
@@ -39,10 +41,10 @@ class TrainConfig:
     """Everything that decides a training run (stored in each weight file's metadata)."""
 
     steps: int = DEFAULT_STEPS
-    batch_size: int = 64
+    batch_size: int = 32
     n_train: int = DEFAULT_N_TRAIN
     n_val: int = DEFAULT_N_VAL
-    lr: float = 3e-3
+    lr: float = 2e-3
     weight_decay: float = 5e-4
     seed: int = 0
 
@@ -86,13 +88,12 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_s
     return hits / max(len(images), 1)
 
 
-def fit(net: nn.Module, data: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfig, bar: tqdm) -> list[float]:
-    """Train ``net`` in place for ``cfg.steps`` steps; returns the loss of every step."""
+def fit(net: nn.Module, data: tuple, cfg: TrainConfig, bar: tqdm, fmt: torch.memory_format) -> list[float]:
+    """Train ``net`` in place for ``cfg.steps`` steps (inputs in memory format ``fmt``); the loss of every step."""
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.2)
     net.train()
     losses = []
-    fmt = torch.channels_last if _is_channels_last(net) else torch.contiguous_format
     for x, y in batches(*data, cfg, seed=cfg.seed):
         loss = F.cross_entropy(net(x.contiguous(memory_format=fmt)), y)
         opt.zero_grad(set_to_none=True)
@@ -105,11 +106,6 @@ def fit(net: nn.Module, data: tuple[torch.Tensor, torch.Tensor], cfg: TrainConfi
     return losses
 
 
-def _is_channels_last(net: nn.Module) -> bool:
-    weight = next(p for p in net.parameters() if p.ndim == 4)
-    return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
-
-
 def save_weights(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     """Write ``net``'s state dict as safetensors, atomically (temp file, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +113,7 @@ def save_weights(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         save_file(state, str(tmp), metadata=metadata)
+        tmp.chmod(0o644)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -125,22 +122,29 @@ def save_weights(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
 def train_model(name: str, train: tuple, val: tuple, cfg: TrainConfig, out: Path, bar: tqdm) -> TrainReport:
     """Train demo model ``name`` from its seeded init, measure val accuracy, save it under ``out``."""
     start = time.perf_counter()
-    net = random_net(name, seed=cfg.seed)
-    if CHANNELS_LAST[name]:
-        net = net.to(memory_format=torch.channels_last)
+    fmt = torch.channels_last if CHANNELS_LAST[name] else torch.contiguous_format
+    net = random_net(name, seed=cfg.seed).to(memory_format=fmt)
     bar.set_description(name)
-    losses = fit(net, train, cfg, bar)
+    losses = fit(net, train, cfg, bar, fmt)
     net = net.to(memory_format=torch.contiguous_format)
     val_acc = accuracy(net, *val)
+    path = weights_path(name, out)
+    save_weights(net, path, metadata(name, cfg, val_acc))
     tenth = max(len(losses) // 10, 1)
-    report = TrainReport(name, str(weights_path(name, out)), 0.0, float(np.mean(losses[:tenth])),
-                         float(np.mean(losses[-tenth:])), val_acc)  # fmt: skip
-    meta = {"format": FORMAT_VERSION, "model": name, "class_names": json.dumps(list(CLASS_NAMES)),
-            "input_size": json.dumps([IMAGE_SIZE, IMAGE_SIZE]), "config": json.dumps(asdict(cfg)),
-            "val_accuracy": f"{val_acc:.4f}"}  # fmt: skip
-    save_weights(net, Path(report.path), meta)
-    report.seconds = time.perf_counter() - start
-    return report
+    first, last = float(np.mean(losses[:tenth])), float(np.mean(losses[-tenth:]))
+    return TrainReport(name, str(path), time.perf_counter() - start, first, last, val_acc)
+
+
+def metadata(name: str, cfg: TrainConfig, val_accuracy: float) -> dict[str, str]:
+    """The string metadata stored in a weight file: what it is, for which classes, how it was trained."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": name,
+        "class_names": json.dumps(list(CLASS_NAMES)),
+        "input_size": json.dumps([IMAGE_SIZE, IMAGE_SIZE]),
+        "config": json.dumps(asdict(cfg)),
+        "val_accuracy": f"{val_accuracy:.4f}",
+    }
 
 
 def load_split(split: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +173,9 @@ def train_demo(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m gcdash train-demo``."""
     defaults = TrainConfig()
-    parser.add_argument("--models", nargs="+", choices=list(ARCHITECTURES), default=None, help="default: all four")
+    parser.add_argument(
+        "--models", nargs="+", default=None, help=f"default: all four ({', '.join(ARCHITECTURES)}); commas ok"
+    )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps per model")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--n-train", type=int, default=defaults.n_train, help="training images (generated once)")
@@ -189,14 +195,9 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, flag) < 1:
             raise GcdashError(f"--{flag.replace('_', '-')} must be ≥ 1, got {getattr(args, flag)}")
     config = {k: getattr(args, k) for k in ("steps", "batch_size", "n_train", "n_val", "lr", "seed")}
-    reports = train_demo(args.models, out=args.out, progress=not args.quiet, **config)
+    names = [n for item in args.models or () for n in item.split(",") if n]
+    reports = train_demo(names, out=args.out, progress=not args.quiet, **config)
     for r in reports.values():
         print(f"{r.name}: val top-1 {r.val_accuracy:.2%}, loss {r.first_loss:.3f} → {r.last_loss:.3f}, "
               f"{r.seconds:.0f} s → {r.path}")  # fmt: skip
     return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m gcdash.train", description=__doc__.splitlines()[0])
-    add_arguments(_parser)
-    raise SystemExit(main(_parser.parse_args()))

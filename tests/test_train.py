@@ -38,11 +38,14 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def test_cli_main_trains_the_chosen_models(tmp_path, capsys):
-    argv = ["--models", "demo-xception", "--steps", "2", "--batch-size", "4", "--n-train", "8", "--n-val", "4"]
-    assert main(_parse([*argv, "--out", str(tmp_path), "--quiet"])) == 0
-    assert weights_path("demo-xception", tmp_path).is_file()
-    assert not weights_path("demo-vgg", tmp_path).is_file()
+def test_cli_main_trains_the_chosen_models_reproducibly(tmp_path, capsys):
+    argv = ["--models", "demo-xception,demo-inception", "--steps", "3", "--batch-size", "4", "--n-train", "8"]
+    for run in ("a", "b"):
+        assert main(_parse([*argv, "--n-val", "4", "--out", str(tmp_path / run), "--quiet"])) == 0
+    assert not weights_path("demo-vgg", tmp_path / "a").is_file()
+    for name in ("demo-xception", "demo-inception"):
+        a, b = (models.load(name, weights=weights_path(name, tmp_path / run)) for run in ("a", "b"))
+        assert a.digest == b.digest, "same seed, same weights"
     assert "demo-xception: val top-1" in capsys.readouterr().out
 
 
@@ -51,5 +54,5 @@ def test_bad_options_are_user_errors(tmp_path):
         main(_parse(["--steps", "0", "--out", str(tmp_path), "--quiet"]))
     with pytest.raises(GcdashError, match="unknown demo model"):
         train_demo(["demo-alexnet"], out=tmp_path, progress=False)
-    with pytest.raises(SystemExit):
-        _parse(["--models", "demo-alexnet"])
+    with pytest.raises(GcdashError, match="unknown demo model"):
+        main(_parse(["--models", "demo-vgg,demo-alexnet", "--out", str(tmp_path), "--quiet"]))

@@ -12,7 +12,7 @@ is ``i mod len(CLASS_NAMES)`` (balanced, and unchanged by a class filter). Ids r
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from itertools import count, islice
 
@@ -151,7 +151,7 @@ def render(split: str, index: int, seed: int = 0, size: int = IMAGE_SIZE) -> tup
     mask = _object_mask(scene, size)
     pixels = np.asarray(canvas, dtype=np.float32)
     color = _contrasting_color(rng, pixels[mask].mean(axis=0) if mask.any() else pixels.mean(axis=(0, 1)))
-    scene = Scene(scene.label, scene.center, scene.radius, scene.angle, color)
+    scene = replace(scene, color=color)
     pixels[mask] = color
     pixels += NOISE_STD * rng.standard_normal(pixels.shape, dtype=np.float32)
     return np.clip(pixels, 0, 255).round().astype(np.uint8), mask, scene
@@ -160,6 +160,8 @@ def render(split: str, index: int, seed: int = 0, size: int = IMAGE_SIZE) -> tup
 def class_indices(classes: Sequence[str] | None, n: int, start: int = 0) -> list[int]:
     """The first ``n`` image indices from ``start`` whose class is in ``classes`` (all classes when ``None``)."""
     wanted = set(range(len(CLASS_NAMES))) if classes is None else {_class_id(c) for c in classes}
+    if not wanted:
+        raise GcdashError(f"no demo class chosen; choose from: {', '.join(CLASS_NAMES)}")
     return list(islice((i for i in count(start) if i % len(CLASS_NAMES) in wanted), n))
 
 
@@ -200,23 +202,35 @@ def generate(split: str, indices: Iterable[int], seed: int = 0) -> Samples:
     )
 
 
+def _count(n: int | None, per_class: int | None, n_classes: int) -> int:
+    """How many images a request asks for: ``n`` caps the total, ``per_class`` each class (classes cycle, so the
+    first ``per_class × n_classes`` indices hold exactly ``per_class`` of each); neither → :data:`DEFAULT_N`."""
+    for name, value in (("n", n), ("per_class", per_class)):
+        if value is not None and value < 0:
+            raise GcdashError(f"{name} must be ≥ 0, got {value}")
+    if per_class is None:
+        return DEFAULT_N if n is None else n
+    return per_class * n_classes if n is None else min(n, per_class * n_classes)
+
+
 def load_demo(
     arg: str | None = None,
     n: int | None = None,
     seed: int = 0,
     split: str | None = None,
     classes: Sequence[str] | str | None = None,
+    per_class: int | None = None,
 ) -> Samples:
-    """Loader for specs ``demo`` and ``demo:<split>``: the first ``n`` images (default :data:`DEFAULT_N`) of the
-    split (default ``test``), optionally only of ``classes`` (names, or one comma-separated string)."""
+    """Loader for specs ``demo`` and ``demo:<split>``: the first images of the split (default ``test``) under
+    ``seed``, optionally only of ``classes`` (names, or one comma-separated string); see :func:`_count` for ``n``
+    and ``per_class``."""
     if arg and split and arg != split:
         raise GcdashError(f"demo split given twice ({arg!r} and {split!r}); give it once")
     if isinstance(classes, str):
         classes = [c.strip() for c in classes.split(",") if c.strip()]
-    if n is not None and n < 0:
-        raise GcdashError(f"n must be ≥ 0, got {n}")
     chosen = _check_split(arg or split or "test")
-    return generate(chosen, class_indices(classes, DEFAULT_N if n is None else n), seed)
+    n_classes = len(CLASS_NAMES) if classes is None else len({_class_id(c) for c in classes})
+    return generate(chosen, class_indices(classes, _count(n, per_class, n_classes)), seed)
 
 
 register_source("demo", load_demo)

@@ -102,9 +102,14 @@ def shipped_state(name: str) -> dict[str, torch.Tensor]:
     return read_state(path)
 
 
-def build(name: str, weights: Weights = "default") -> ModelHandle:
-    """A :class:`ModelHandle` for demo model ``name`` with ``weights`` ("default", None or a path)."""
-    net = random_net(name)
+def build(
+    name: str, weights: Weights = "default", crop: bool = False, seed: int = INIT_SEED, class_names: object = None
+) -> ModelHandle:
+    """A :class:`ModelHandle` for demo model ``name``: ``weights`` "default", None (random init from ``seed``) or a
+    path; ``crop`` as in :meth:`ModelHandle.preprocess` (default: resize whole, the demo images are square)."""
+    if class_names is not None:
+        raise GcdashError(f"{name} has fixed classes ({', '.join(CLASS_NAMES)}); drop the class names option")
+    net = random_net(name, seed)
     if weights == "default":
         load_state_into(net, shipped_state(name), f"{name} (shipped)")
     elif weights is not None:
@@ -118,7 +123,7 @@ def build(name: str, weights: Weights = "default") -> ModelHandle:
         class_names=list(CLASS_NAMES),
         layers=layers,
         default_layer=next(reversed(layers)),
-        crop=False,
+        crop=crop,
         family="demo",
     )
 

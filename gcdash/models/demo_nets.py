@@ -154,12 +154,12 @@ class XceptionBlock(nn.Module):
 
 
 def demo_xception(num_classes: int) -> DemoNet:
-    """Xception-style: stride-2 stem, entry blocks to 1/4 and 1/8, two middle blocks, an exit block at 1/8."""
+    """Xception-style: stride-2 stem, entry blocks down to 1/4 and 1/8, two middle blocks, an exit block at 1/8.
+    (Kept narrow at 1/2 resolution: depthwise convs are slow on CPUs.)"""
     blocks: list[tuple[str, nn.Module]] = [
-        ("stem", nn.Sequential(conv_bn_relu(3, 24, stride=2), conv_bn_relu(24, 48))),
-        ("entry1", XceptionBlock(48, 64)),
-        ("entry2", XceptionBlock(64, 96, stride=2)),
-        ("entry3", XceptionBlock(96, 128, stride=2)),
+        ("stem", nn.Sequential(conv_bn_relu(3, 24, stride=2), conv_bn_relu(24, 32))),
+        ("entry1", XceptionBlock(32, 64, stride=2)),
+        ("entry2", XceptionBlock(64, 128, stride=2)),
         ("middle1", XceptionBlock(128, 128)),
         ("middle2", XceptionBlock(128, 128)),
         ("exit", XceptionBlock(128, 192, last=True)),

@@ -95,6 +95,13 @@ def test_loader_spec_split_and_class_filter():
     assert len(data.load("demo")) > 0
 
 
+def test_per_class_counts_and_n_caps_the_total():
+    two_each = data.load("demo", per_class=2, classes=["star", "ring"])
+    assert sorted(two_each.labels) == [3, 3, 5, 5]
+    assert len(data.load("demo", n=3, per_class=2, classes=["star", "ring"])) == 3
+    assert len(data.load("demo:train", per_class=1)) == len(CLASS_NAMES)
+
+
 def test_arrays_match_samples():
     images, masks, labels = generate_arrays("train", range(5), seed=7)
     samples = generate("train", range(5), seed=7)
@@ -105,7 +112,15 @@ def test_arrays_match_samples():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"split": "holdout"}, {"classes": ["hexagon"]}, {"n": -1}],
+    [
+        {"split": "holdout"},
+        {"classes": ["hexagon"]},
+        {"n": -1},
+        {"per_class": -2},
+        {"n": 0},
+        {"classes": []},
+        {"classes": " , "},
+    ],
 )
 def test_bad_options_are_user_errors(kwargs):
     with pytest.raises(GcdashError):

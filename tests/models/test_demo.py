@@ -74,6 +74,13 @@ def test_random_init_is_seeded_and_leaves_the_global_rng_alone(name):
     assert (a.input_size, a.crop, a.family) == ((IMAGE_SIZE, IMAGE_SIZE), False, "demo")
 
 
+def test_build_options():
+    assert models.load("demo-vgg", weights=None, crop=True).crop is True
+    assert models.load("demo-vgg", weights=None, seed=1).digest != models.load("demo-vgg", weights=None).digest
+    with pytest.raises(GcdashError, match="fixed classes"):
+        models.load("demo-vgg", weights=None, class_names="names.txt")
+
+
 def test_weight_files_round_trip(tmp_path):
     net = demo.random_net("demo-resnet", seed=5)
     want = weights_digest(net)
