@@ -9,18 +9,17 @@ stand in for the paper's VGG16, ResNet, InceptionV3 and Xception so the whole da
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from gcdash.data.demo import CLASS_NAMES, IMAGE_SIZE
 from gcdash.errors import GcdashError
 from gcdash.models import ModelHandle, PixelSpaceNet, Weights, register
+from gcdash.models.checkpoint import Checkpoint, load_into, read_checkpoint
 from gcdash.models.demo_nets import DemoNet, demo_inception, demo_resnet, demo_vgg, demo_xception
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -59,47 +58,15 @@ def random_net(name: str, seed: int = INIT_SEED) -> PixelSpaceNet:
     return PixelSpaceNet(backbone, MEAN, STD)
 
 
-def read_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a safetensors file, or from a ``torch.save`` file read with ``weights_only=True``
-    (a ``{"state_dict": ...}`` wrapper is unwrapped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise GcdashError(f"weights file {str(path)!r} not found; give the path of a .safetensors or .pt file")
-    try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # any unreadable file is the user's to fix, not a crash
-        raise GcdashError(f"cannot read weights file {str(path)!r}: {err}") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
-    if not isinstance(state, dict):
-        raise GcdashError(f"weights file {str(path)!r} holds no state dict")
-    return state
-
-
-def load_state_into(net: PixelSpaceNet, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load a full-net state dict, or a backbone-only one (keys without ``backbone.``); mismatches are user errors."""
-    if not any(k.startswith("backbone.") for k in state):
-        state = {**{f"backbone.{k}": v for k, v in state.items()}, "mean": net.mean, "std": net.std}
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise GcdashError(f"weights {source!r} do not fit this model ({first})") from None
-
-
-def shipped_state(name: str) -> dict[str, torch.Tensor]:
+def shipped_checkpoint(name: str) -> Checkpoint:
     """The shipped weights of ``name``; a clear error when they are missing or made for other classes."""
     path = weights_path(name)
     if not path.is_file():
         raise GcdashError(f"no trained weights for {name} at {path}; run `python -m gcdash train-demo`")
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        classes = json.loads((f.metadata() or {}).get("class_names", "null"))
-    if classes is not None and classes != list(CLASS_NAMES):
+    checkpoint = read_checkpoint(path)
+    if checkpoint.class_names is not None and checkpoint.class_names != list(CLASS_NAMES):
         raise GcdashError(f"{path.name} was trained for other classes; run `python -m gcdash train-demo`")
-    return read_state(path)
+    return checkpoint
 
 
 def build(
@@ -110,10 +77,9 @@ def build(
     if class_names is not None:
         raise GcdashError(f"{name} has fixed classes ({', '.join(CLASS_NAMES)}); drop the class names option")
     net = random_net(name, seed)
-    if weights == "default":
-        load_state_into(net, shipped_state(name), f"{name} (shipped)")
-    elif weights is not None:
-        load_state_into(net, read_state(weights), str(weights))
+    if weights is not None:
+        checkpoint = shipped_checkpoint(name) if weights == "default" else read_checkpoint(weights)
+        load_into(net.backbone, checkpoint.state_dict, label=f"{name} weights {weights}")
     backbone: DemoNet = net.backbone  # type: ignore[assignment]
     layers = backbone.catalog()
     return ModelHandle(
@@ -135,4 +101,4 @@ def _register_all() -> None:
 
 _register_all()
 
-__all__ = ["ARCHITECTURES", "MEAN", "STD", "WEIGHTS_DIR", "build", "random_net", "read_state", "weights_path"]
+__all__ = ["ARCHITECTURES", "MEAN", "STD", "WEIGHTS_DIR", "build", "random_net", "shipped_checkpoint", "weights_path"]

@@ -95,12 +95,12 @@ def test_weight_files_round_trip(tmp_path):
 
 def test_bad_weight_files_are_user_errors(tmp_path, monkeypatch):
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
-    with pytest.raises(GcdashError, match="cannot read"):
+    with pytest.raises(GcdashError, match="not a readable"):
         models.load("demo-vgg", weights=tmp_path / "junk.safetensors")
     with pytest.raises(GcdashError, match="not found"):
         models.load("demo-vgg", weights=tmp_path / "missing.pt")
     torch.save(demo.random_net("demo-vgg").state_dict(), tmp_path / "vgg.pt")
-    with pytest.raises(GcdashError, match="do not fit"):
+    with pytest.raises(GcdashError, match="does not fit"):
         models.load("demo-xception", weights=tmp_path / "vgg.pt")
     monkeypatch.setattr(demo, "WEIGHTS_DIR", tmp_path / "nowhere")
     with pytest.raises(GcdashError, match="train-demo"):
