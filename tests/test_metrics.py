@@ -58,6 +58,14 @@ def test_ssim_runs_on_torch_tensors_and_keeps_pairs_apart():
     assert metrics.ssim(a[:1], a[:1])[0] == pytest.approx(1.0, abs=1e-9)
 
 
+@pytest.mark.parametrize("gaussian", [False, True])
+def test_chunking_does_not_change_results(monkeypatch, gaussian):
+    a, b = _pairs(9, seed=8)
+    whole = metrics.ssim(a, b, gaussian=gaussian)
+    monkeypatch.setattr(metrics, "_CHUNK_PIXELS", 2 * 40 * 48)  # two pairs per chunk
+    np.testing.assert_array_equal(metrics.ssim(a, b, gaussian=gaussian), whole)
+
+
 def test_ssim_rejects_mismatched_or_tiny_maps():
     with pytest.raises(ValueError, match="shape"):
         metrics.ssim(np.zeros((2, 8, 8)), np.zeros((2, 8, 9)))
