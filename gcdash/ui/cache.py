@@ -18,7 +18,7 @@ import pandas as pd
 import streamlit as st
 
 from gcdash import data, models
-from gcdash.config import DataConfig, SweepConfig
+from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.data import Samples
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store, default_root
@@ -26,9 +26,15 @@ from gcdash.ui import compute
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading model…")
-def model(name: str, weights: str | None, device: str) -> ModelHandle:
-    """The handle of model ``name`` on ``device`` (errors are not cached: a fixed problem loads next time)."""
-    return models.load(name, weights=weights).to(device)
+def model(name: str, weights: str | None, device: str, options: tuple = ()) -> ModelHandle:
+    """The handle of model ``name`` with ``weights`` and build ``options`` (pairs) on ``device`` (errors are not
+    cached: a fixed problem loads next time)."""
+    return models.load(name, weights=weights, **dict(options)).to(device)
+
+
+def handle(spec: ModelSpec, device: str) -> ModelHandle:
+    """The handle a :class:`~gcdash.config.ModelSpec` names, on ``device``."""
+    return model(spec.name, spec.weights, device, spec.options)
 
 
 @st.cache_resource(max_entries=4)

@@ -42,7 +42,7 @@ def handles(sel: Selection, names: Sequence[str] | None = None) -> dict[str, Mod
     out = {}
     for name in names or sel.models:
         try:
-            out[name] = cache.model(name, "default", sel.device)
+            out[name] = cache.handle(sel.spec(name), sel.device)
         except GcdashError as err:
             st.error(str(err) if name in str(err) else f"{name}: {err}")
     if not out:

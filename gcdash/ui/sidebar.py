@@ -15,11 +15,19 @@ import streamlit as st
 import torch
 
 from gcdash import cams, data, models, pipeline
-from gcdash.config import DEFAULT_EPS, DataConfig
+from gcdash.config import DEFAULT_EPS, DataConfig, ModelSpec
 from gcdash.errors import GcdashError
 from gcdash.targets import TARGETS
 from gcdash.ui import cache, values
-from gcdash.ui.state import LAYERS_PREFIX, PARAM_PREFIX, PARAMS, Selection, parse_eps_texts
+from gcdash.ui.state import (
+    LAYERS_PREFIX,
+    NAMES_PREFIX,
+    PARAM_PREFIX,
+    PARAMS,
+    WEIGHTS_PREFIX,
+    Selection,
+    parse_eps_texts,
+)
 from gcdash.ui.values import bound, keep_valid
 
 SELECTION = "gcdash.selection"
@@ -37,14 +45,17 @@ def render() -> Selection:
             st.warning(problem)
         data_config = _data_section()
         chosen = _models_section()
+        specs = _weights_section(chosen)
         method, params = _method_section()
-        layer_mode, custom = _layers_section(chosen)
+        layer_mode, custom = _layers_section(specs)
         eps, gallery_eps = _eps_section()
         keep_valid("target", TARGETS.names(), "pred")
         target = bound(st.selectbox, "Target policy", "target", TARGETS.names(), help=_targets_help())
         device = _device_caption()
     values.sync_url()
-    sel = Selection(data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device)
+    sel = Selection(
+        data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device, specs
+    )
     st.session_state[SELECTION] = sel
     return sel
 
@@ -149,6 +160,39 @@ def _models_section() -> list[str]:
     return chosen
 
 
+def _weights_section(chosen: list[str]) -> tuple[tuple[str, ModelSpec], ...]:
+    """Per model: a checkpoint path (and, for the paper's architectures, class names); the centre-crop switch."""
+    with st.expander("Weights and preprocessing"):
+        crop = bound(st.checkbox, "Centre-crop to each model's input", "crop", help="untick for pre-aligned face crops")
+        return tuple((name, _model_spec(name, crop)) for name in chosen)
+
+
+def _model_spec(name: str, crop: bool) -> ModelSpec:
+    key = f"{WEIGHTS_PREFIX}{name}"
+    values.dynamic(key, "")
+    path = bound(
+        st.text_input,
+        f"Checkpoint for {name}",
+        key,
+        placeholder="its default weights",
+        help="a fine-tuned state dict: .pt, .pth (read with weights_only=True) or .safetensors",
+    )
+    options: list[tuple[str, Any]] = [] if crop else [("crop", False)]
+    if models.entry(name).family == "paper":
+        names_key = f"{NAMES_PREFIX}{name}"
+        values.dynamic(names_key, "")
+        names = bound(
+            st.text_input,
+            f"Class names for {name}",
+            names_key,
+            placeholder="from the checkpoint",
+            help=".txt (one per line), .json, or an image folder whose sub-folders name the classes",
+        )
+        if names.strip():
+            options.append(("class_names", names.strip()))
+    return ModelSpec(name, path.strip() or "default", tuple(options))
+
+
 def _model_label(name: str) -> str:
     family = models.entry(name).family
     return f"{name} ({family})" if family else name
@@ -186,15 +230,15 @@ def _method_section() -> tuple[str, tuple[tuple[str, Any], ...]]:
     return method.name, tuple(sorted(params.items()))
 
 
-def _layers_section(chosen: list[str]) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
+def _layers_section(specs: tuple[tuple[str, ModelSpec], ...]) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
     keep_valid("layers", list(LAYER_MODES), "default")
     mode = bound(st.radio, "Layers", "layers", list(LAYER_MODES), format_func=LAYER_MODES.get, horizontal=True)
     if mode != "custom":
         return mode, ()
     custom = []
-    for name in chosen:
+    for name, spec in specs:
         try:
-            catalog = list(cache.model(name, "default", pipeline.default_device()).layers)
+            catalog = list(cache.handle(spec, pipeline.default_device()).layers)
         except GcdashError:
             continue
         key = f"{LAYERS_PREFIX}{name}"

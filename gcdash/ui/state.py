@@ -17,6 +17,8 @@ from gcdash.plots import eps_text
 
 PARAM_PREFIX = "p."  # p.<name>: a parameter of the CAM method
 LAYERS_PREFIX = "layers."  # layers.<model>: the custom layers of a model
+WEIGHTS_PREFIX = "weights."  # weights.<model>: a checkpoint path for that model ("" = its default weights)
+NAMES_PREFIX = "classnames."  # classnames.<model>: its class names (.txt, .json or an image folder)
 
 
 def parse_eps_texts(texts: list[str] | tuple[str, ...]) -> tuple[float, ...]:
@@ -76,6 +78,7 @@ PARAMS: dict[str, Param] = {
         Param("classes", []),
         Param("folder", ""),
         Param("models", list(DEFAULT_MODELS)),
+        Param("crop", True),
         Param("method", "gradcam"),
         Param("layers", "default"),
         Param("eps", list(DEFAULT_EPS_TEXTS)),
@@ -102,6 +105,8 @@ def url_to_state(query: Mapping[str, list[str]]) -> tuple[dict[str, Any], list[s
                 problems.append(f"link parameter {key}={raw[-1] if raw else ''!r} is not valid; using the default")
         elif key.startswith(LAYERS_PREFIX):
             values[key] = decode_value(list(raw), [])
+        elif key.startswith((WEIGHTS_PREFIX, NAMES_PREFIX)):
+            values[key] = raw[-1] if raw else ""
         elif key.startswith(PARAM_PREFIX):
             values[key] = raw[-1] if raw else ""  # typed by the sidebar, which knows the method's defaults
     return values, problems
@@ -134,6 +139,11 @@ class Selection:
     gallery_eps: float = 8 / 255
     target: str = "pred"
     device: str = "cpu"
+    model_specs: tuple[tuple[str, ModelSpec], ...] = ()  # per model: weights and build options, where chosen
+
+    def spec(self, model: str) -> ModelSpec:
+        """How ``model`` is loaded: its checkpoint and build options from the sidebar, else its defaults."""
+        return dict(self.model_specs).get(model) or ModelSpec(model)
 
     def layers_for(self, model: str) -> str | tuple[str, ...]:
         """The layer selection of ``model``: "default", "all" or its custom names ("default" if none)."""
@@ -156,7 +166,7 @@ class Selection:
         """The one-model sweep config behind a page's table (overrides: layers, method, eps)."""
         method = method or self.method
         return SweepConfig(
-            models=(ModelSpec(model),),
+            models=(self.spec(model),),
             data=self.data,
             eps=self.eps if eps is None else tuple(eps),
             layers=self.layers_for(model) if layers is None else layers,
@@ -170,7 +180,7 @@ class Selection:
         names = tuple(models or self.models)
         if self.layer_mode == "custom":
             return [self.config(name) for name in names]
-        return [replace(self.config(names[0]), models=tuple(ModelSpec(name) for name in names))]
+        return [replace(self.config(names[0]), models=tuple(self.spec(name) for name in names))]
 
     def describe(self) -> str:
         """One line for captions and reports."""

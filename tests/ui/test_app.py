@@ -282,3 +282,38 @@ def test_gallery_views_beside_the_cams():
     views.set_value(["gradient", "gradcam-cf"]).run()
     assert_clean(at)
     assert len(image_urls(at)) == 6 * (6 + 2 * 2)  # a clean and an adversarial map per view
+
+
+# -- weights and preprocessing ----------------------------------------------------------------------------
+def test_selection_carries_checkpoints_into_every_config():
+    from gcdash.config import ModelSpec
+
+    spec = ModelSpec("vgg16", "/ckpt/faces.pt", (("crop", False), ("class_names", "/ckpt/names.txt")))
+    sel = state.Selection(models=("demo-vgg", "vgg16"), model_specs=(("vgg16", spec),))
+    assert sel.spec("vgg16") == spec and sel.spec("demo-vgg") == ModelSpec("demo-vgg")
+    assert sel.config("vgg16").models == (spec,)
+    assert sel.config("vgg16").key() != state.Selection(models=("vgg16",)).config("vgg16").key()
+    assert sel.sweep_configs()[0].models == (ModelSpec("demo-vgg"), spec)
+    values, problems = state.url_to_state({"weights.vgg16": ["/ckpt/faces.pt"], "crop": ["0"]})
+    assert values == {"weights.vgg16": "/ckpt/faces.pt", "crop": False} and not problems
+
+
+def test_a_checkpoint_from_the_sidebar_is_the_model_the_gallery_uses(tmp_path):
+    from gcdash import models
+    from gcdash.models.checkpoint import save_checkpoint
+
+    save_checkpoint(models.load("demo-vgg", weights=None), tmp_path / "random-vgg.safetensors")
+    demo = {"models": ["demo-vgg"], "n": "12"}
+    shipped = app(**demo)
+    tuned = app(**demo, **{"weights.demo-vgg": str(tmp_path / "random-vgg.safetensors")})
+    assert_clean(shipped)
+    assert_clean(tuned)
+    assert widget(tuned, "text_input", "weights.demo-vgg").value.endswith("random-vgg.safetensors")
+    accuracy = {at: next(m.value for m in at.metric if m.label == "clean accuracy") for at in (shipped, tuned)}
+    assert accuracy[shipped] == "100%" and accuracy[tuned] != "100%"
+
+
+def test_a_missing_checkpoint_is_an_error_box_not_a_traceback(tmp_path):
+    at = app(models=["demo-vgg"], n="4", **{"weights.demo-vgg": str(tmp_path / "nope.pt")})
+    assert not at.exception
+    assert any("nope.pt" in e.value and "not found" in e.value for e in at.error)
