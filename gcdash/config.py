@@ -34,6 +34,15 @@ def parse_eps(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
+def eps_text(eps: float) -> str:
+    """The inverse of :func:`parse_eps` for display: 0 → "0", 8/255 → "8/255" (a whole number of 1/255 steps),
+    anything else as a short float ("0.01")."""
+    steps = eps * 255
+    if eps == 0:
+        return "0"
+    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
+
+
 def _key(obj: object) -> str:
     text = json.dumps(asdict(obj), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -17,16 +17,12 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gcdash import metrics, results
+from gcdash.config import eps_text
 
 COLORS = px.colors.qualitative.Plotly
 POINT_DATA = ["image_id", "model", "eps", "layer", "method"]
 HOVER = "%{customdata[0]}<br>%{customdata[1]} · %{customdata[3]}<br>NISSIM %{x:.3f}<extra></extra>"
 FACET_COLUMNS = 3
-
-
-def eps_text(eps: float) -> str:
-    """``0`` → "0", 8/255 → "8/255", 0.01 → "0.01"."""
-    return "0" if eps == 0 else results.eps_label(eps)
 
 
 def series_of(table: pd.DataFrame) -> pd.Series:

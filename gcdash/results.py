@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from gcdash import metrics
+from gcdash.config import eps_text
 
 PER_IMAGE_COLUMNS = [
     "model", "method", "layer", "eps", "image_id", "label",
@@ -65,15 +66,6 @@ def vid(summary_table: pd.DataFrame) -> pd.DataFrame:
 def mod_vid_table(summary_table: pd.DataFrame) -> pd.DataFrame:
     """A wide table for people: one row per (model, method, layer), MOD per eps, VID, accuracies at each eps."""
     wide = summary_table.pivot_table(index=GROUP, columns="eps", values="mod", sort=False)
-    wide.columns = [f"MOD@{_eps_label(e)}" for e in wide.columns]
+    wide.columns = [f"MOD@{eps_text(e)}" for e in wide.columns]
     table = wide.reset_index().merge(vid(summary_table), on=GROUP)
     return table
-
-
-def _eps_label(eps: float) -> str:
-    """0.0313… → "8/255" when eps is a whole number of 1/255 steps, else the float."""
-    steps = eps * 255
-    return f"{round(steps)}/255" if abs(steps - round(steps)) < 1e-6 else f"{eps:g}"
-
-
-eps_label = _eps_label

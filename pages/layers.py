@@ -20,7 +20,5 @@ with page.guard():
 
     st.plotly_chart(plots.layer_heatmap(summary), key="layers.heatmap")
     st.plotly_chart(plots.mod_vs_depth(summary), key="layers.depth")
-    with st.expander("MOD per layer and eps (table)"):
-        wide = summary.pivot_table(index=["model", "layer_index", "layer"], columns="eps", values="mod")
-        wide.columns = [f"MOD@{plots.eps_text(e)}" for e in wide.columns]
-        st.dataframe(wide.reset_index())
+    with st.expander("MOD per layer and eps, and VID (table)"):
+        st.dataframe(results.mod_vid_table(summary), hide_index=True)
