@@ -5,7 +5,6 @@ A source is registered under its scheme with :func:`register_source`; the part a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -78,12 +77,9 @@ def names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    for module in ("gcdash.data.demo", "gcdash.data.folder"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
+    """Import the modules that register the built-in sources (demo, folder)."""
+    import gcdash.data.demo
+    import gcdash.data.folder  # noqa: F401
 
 
 __all__ = ["SOURCES", "Samples", "load", "names", "register_source"]
