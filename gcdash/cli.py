@@ -1,4 +1,4 @@
-"""Command line: ``python -m gcdash sweep | models | methods | train-demo | cache``.
+"""Command line: ``python -m gcdash sweep | models | methods | attacks | train-demo | cache``.
 
 Bad input exits 2 with one line naming the problem and the valid choices; an interrupted sweep exits 130 and
 keeps every finished cell in the cache.
@@ -32,6 +32,19 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default="gradcam", help="CAM method (see `python -m gcdash methods`)")
     p.add_argument("--cam-param", action="append", default=[], metavar="NAME=VALUE", help="CAM method parameter")
     p.add_argument("--target", default="pred", help="pred | clean-pred | label (default: pred, the paper's)")
+    p.add_argument("--attack", default="fgsm", help="attack (see `python -m gcdash attacks`; default: fgsm)")
+    p.add_argument(
+        "--attack-param", action="append", default=[], metavar="NAME=VALUE",
+        help="attack parameter, repeatable; source=MODEL crafts the perturbation on another model (transfer)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dissimilarity", default="nissim",
+        help="comma-separated map comparisons: nissim (always), spearman, topk (default: nissim)",
+    )  # fmt: skip
+    p.add_argument(
+        "--dissimilarity-param", action="append", default=[], metavar="NAME.PARAM=VALUE",
+        help="a comparison's parameter, e.g. topk.share=0.05 or nissim.gaussian=true",
+    )  # fmt: skip
     p.add_argument("--gaussian-ssim", action="store_true", help="Gaussian SSIM window (σ 1.5) instead of 7×7")
     p.add_argument("--out", required=True, type=Path, help="output folder for the tables")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present, else cpu)")
@@ -51,21 +64,62 @@ def _weights(text: str | None, model_names: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _cam_params(method: str, items: Sequence[str]) -> tuple:
-    from gcdash import cams
-
-    defaults = cams.get(method).defaults
+def _typed_params(flag: str, owner: str, defaults: dict, items: Sequence[str], extra: Sequence[str] = ()) -> tuple:
+    """``NAME=VALUE`` items → sorted (name, value) pairs typed like ``defaults`` (``extra`` names stay strings)."""
     params = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or name not in defaults:
-            raise GcdashError(f"--cam-param {item!r}: {method} takes NAME=VALUE with NAME in {sorted(defaults)}")
-        kind = type(defaults[name])
+        if not sep or (name not in defaults and name not in extra):
+            choices = sorted([*defaults, *extra])
+            raise GcdashError(f"{flag} {item!r}: {owner} takes NAME=VALUE with NAME in {choices}")
+        kind = type(defaults.get(name, ""))
         try:
             params[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
         except ValueError:
-            raise GcdashError(f"--cam-param {name} must be a {kind.__name__}, got {value!r}") from None
+            raise GcdashError(f"{flag} {name} must be a {kind.__name__}, got {value!r}") from None
     return tuple(sorted(params.items()))
+
+
+def _cam_params(method: str, items: Sequence[str]) -> tuple:
+    from gcdash import cams
+
+    return _typed_params("--cam-param", method, cams.get(method).defaults, items)
+
+
+def _attack(args: argparse.Namespace):
+    from gcdash import attacks, models
+    from gcdash.config import AttackConfig
+
+    attack = attacks.get(args.attack)
+    extra = [attacks.SOURCE] if attack.uses_model else []
+    params = _typed_params("--attack-param", args.attack, attack.defaults, args.attack_param, extra)
+    attack.params(**dict(params))  # checks the values
+    source = dict(params).get(attacks.SOURCE)
+    if source is not None:
+        models.entry(source)
+    return AttackConfig(args.attack, params)
+
+
+def _comparisons(args: argparse.Namespace) -> tuple:
+    from gcdash import metrics
+    from gcdash.config import CompareConfig
+
+    names = list(dict.fromkeys(["nissim", *(n.strip() for n in args.dissimilarity.split(",") if n.strip())]))
+    per: dict[str, list[str]] = {name: [] for name in names}
+    for item in args.dissimilarity_param:
+        owner, dot, rest = item.partition(".")
+        if not dot or owner not in per:
+            raise GcdashError(f"--dissimilarity-param {item!r}: write NAME.PARAM=VALUE with NAME in {names}")
+        per[owner].append(rest)
+    if args.gaussian_ssim:
+        per["nissim"].append("gaussian=true")
+    configs = []
+    for name in names:
+        comparison = metrics.comparison(name)
+        params = _typed_params("--dissimilarity-param", name, comparison.defaults, per[name])
+        comparison.params(**dict(params))
+        configs.append(CompareConfig(name, params))
+    return tuple(configs)
 
 
 def build_config(args: argparse.Namespace):
@@ -101,7 +155,8 @@ def build_config(args: argparse.Namespace):
         layers=layers,
         cam=CamConfig(args.method, _cam_params(args.method, args.cam_param)),
         target=args.target,
-        gaussian_ssim=args.gaussian_ssim,
+        attack=_attack(args),
+        comparisons=_comparisons(args),
     )
 
 
@@ -141,6 +196,17 @@ def list_models(args: argparse.Namespace) -> int:
     for name in models.names():
         e = models.entry(name)
         print(f"{name:16s} {e.family:8s} {e.description}")
+    return 0
+
+
+def list_attacks(args: argparse.Namespace) -> int:
+    from gcdash import attacks
+
+    for name in attacks.names():
+        a = attacks.get(name)
+        params = ", ".join(f"{k}={v}" for k, v in a.defaults.items()) or "-"
+        source = " (takes source=MODEL)" if a.uses_model else ""
+        print(f"{name:8s} {a.label:28s} params: {params}{source}; cost: {a.cost()}")
     return 0
 
 
@@ -190,6 +256,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
     ),
     "models": ("list the registered models", lambda p: None, list_models),
     "methods": ("list the CAM methods, their parameters and cost", lambda p: None, list_methods),
+    "attacks": ("list the attacks, their parameters and cost", lambda p: None, list_attacks),
     "train-demo": ("retrain the shipped demo models (fixed seeds)", _train_demo_arguments, _train_demo),
     "cache": (
         "show or clear the cache",

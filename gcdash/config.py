@@ -77,8 +77,34 @@ class CamConfig:
 
 
 @dataclass(frozen=True)
+class AttackConfig:
+    """An attack name and its parameters (empty = its defaults); ``source`` among them crafts the perturbation
+    on another registered model (a transfer attack)."""
+
+    name: str = "fgsm"
+    params: Params = ()
+
+    @property
+    def source(self) -> str | None:
+        """The registered model the perturbation is crafted on, or None (the attacked model itself)."""
+        return dict(self.params).get("source") or None
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """A map comparison (``gcdash.metrics.dissimilarities()``) and its parameters."""
+
+    name: str = "nissim"
+    params: Params = ()
+
+
+NISSIM = CompareConfig("nissim")
+
+
+@dataclass(frozen=True)
 class SweepConfig:
-    """Everything that decides a sweep's numbers (device and batch size do not, up to float tolerance)."""
+    """Everything that decides a sweep's numbers (device and batch size do not, up to float tolerance).
+    ``comparisons`` always start with NISSIM, the paper's; others add a per-image column each."""
 
     models: tuple[ModelSpec, ...]
     data: DataConfig = field(default_factory=DataConfig)
@@ -86,7 +112,13 @@ class SweepConfig:
     layers: str | tuple[str, ...] = "default"
     cam: CamConfig = field(default_factory=CamConfig)
     target: str = "pred"
-    gaussian_ssim: bool = False
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    comparisons: tuple[CompareConfig, ...] = (NISSIM,)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.comparisons]
+        if not names or names[0] != "nissim" or len(set(names)) != len(names):
+            raise GcdashError(f"comparisons must start with nissim and name each once, got {names}")
 
     def key(self) -> str:
         """A stable 16-hex-digit digest of the configuration."""

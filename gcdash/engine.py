@@ -1,38 +1,33 @@
-"""Cells of one model: per image, the clean and adversarial logits, the CAM maps of every requested layer and
-their SSIM, each read from the store or computed once.
+"""Cells of one model: per image, the clean and attacked logits, the CAM maps of every requested layer and their
+comparisons, each read from the store or computed once (keys: :mod:`gcdash.keys`).
 
-Model work per image, on a cold cache: one pass for the clean CAMs (all layers), one gradient for the FGSM
-direction, and one pass per eps > 0 for the adversarial CAMs (all layers): ``2 + n_eps`` passes whatever the
-number of layers. eps = 0 reuses the clean pass (``x' = x``). A warm cache makes no pass; a new eps costs one pass
-per image (the direction is cached); a new layer costs ``1 + n_eps`` passes per image.
+Model work per image on a cold cache: one CAM pass for the clean image (all layers), the attack's own passes
+(FGSM: one gradient for every eps; PGD: ``steps`` per eps; the noise control: none) and one CAM pass per eps > 0
+for the attacked image (all layers). eps = 0 reuses the clean pass (``x' = x``). A warm cache makes no pass; a new
+eps costs one CAM pass per image (FGSM's direction is cached); a new layer ``1 + n_eps``; a new attack reuses every
+clean cell; a new comparison is computed from cached maps and makes no model pass.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
 
-from gcdash import cams, metrics
-from gcdash.attacks import fgsm_direction, perturb
+from gcdash import attacks, cams, keys, metrics
+from gcdash.config import NISSIM, AttackConfig, CompareConfig, SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
 from gcdash.models.handle import ModelHandle
-from gcdash.store import Store, cell_key
+from gcdash.store import Store
 from gcdash.targets import TARGETS
 
 Progress = Callable[[int, str], None]  # (images just finished, what) → None
 ShouldStop = Callable[[], bool]
-
-
-def image_hash(x: torch.Tensor) -> str:
-    """Content hash of one preprocessed image (float32 CHW at the model's input size)."""
-    arr = x.detach().cpu().to(torch.float32).contiguous().numpy()
-    return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()[:32]
+Cell = tuple[float, str]  # (eps, layer)
 
 
 @dataclass
@@ -42,16 +37,22 @@ class Batch:
     x: torch.Tensor
     hashes: list[str]
     labels: np.ndarray
-    logits: dict[float, list[np.ndarray | None]] = field(default_factory=dict)
-    ssim: dict[tuple[int, float, str], float] = field(default_factory=dict)
+    variants: dict[float, list[str]] = field(default_factory=dict)
+    logits: dict[float, np.ndarray] = field(default_factory=dict)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # raw maps by key, as read or computed
+    raw: dict[tuple[str, float, str], np.ndarray] = field(default_factory=dict)  # (comparison, eps, layer) → (N,)
+    adv: dict[float, torch.Tensor] = field(default_factory=dict)
 
-    def pred(self, eps: float, i: int) -> int:
-        return int(np.argmax(self.logits[eps][i]))
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def pred(self, eps: float) -> np.ndarray:
+        return self.logits[eps].argmax(axis=1)
 
 
 @dataclass
 class Views:
-    """What the gallery shows for one eps and layer: images (N, 3, H, W), maps (N, H, W) in [0, 1]."""
+    """What the gallery shows for one eps and layer: images (N, 3, H, W), maps (N, H, W) in [0, 1], the rows."""
 
     clean: np.ndarray
     adv: np.ndarray
@@ -61,9 +62,11 @@ class Views:
 
 
 class ModelEngine:
-    """The cells of ``handle`` under one CAM method, target policy and SSIM setting, backed by ``store``.
+    """The cells of ``handle`` under one CAM method, target policy, attack and set of comparisons, in ``store``.
 
-    ``passes`` counts image-passes run by this engine (a batch of 8 counts 8): tests and benchmarks read it.
+    ``source`` is the handle a transfer attack crafts its perturbation on (None: ``handle`` itself). ``passes``
+    counts image-passes run by this engine (a batch of 8 counts 8; PGD's 10 steps count 10): tests and benchmarks
+    read it.
     """
 
     def __init__(
@@ -73,19 +76,49 @@ class ModelEngine:
         method: str = "gradcam",
         params: dict | None = None,
         target: str = "pred",
-        gaussian_ssim: bool = False,
+        *,
+        attack: AttackConfig | None = None,
+        comparisons: Sequence[CompareConfig] = (NISSIM,),
+        source: ModelHandle | None = None,
         batch_size: int = 32,
     ) -> None:
         self.handle, self.store = handle, store
         self.method = cams.get(method)
         self.params = self.method.params(**(params or {}))
-        self.method_key = [method, sorted(self.params.items())]
+        self.method_key = keys.short([method, sorted(self.params.items())])
         self.policy = TARGETS.get(target)
-        self.gaussian_ssim = gaussian_ssim
+        attack = attack or AttackConfig()
+        self.attack = attacks.get(attack.name)
+        self.attack_params = self.attack.params(**dict(attack.params))
+        self.attack_key = self.attack.key(self.attack_params)
+        self.source = _checked_source(handle, source) if self.attack.uses_model else None
+        self.comparisons = [_comparison(c) for c in comparisons]
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
         self.passes = 0
+
+    @classmethod
+    def from_config(
+        cls,
+        handle: ModelHandle,
+        store: Store,
+        config: SweepConfig,
+        batch_size: int = 32,
+        handles: Mapping[str, ModelHandle] | None = None,
+    ) -> ModelEngine:
+        """The engine of ``handle`` under ``config``; a transfer attack's source model comes from ``handles`` or is
+        loaded with its default weights."""
+        source = None
+        if config.attack.source:
+            from gcdash import models
+
+            source = (handles or {}).get(config.attack.source) or models.load(config.attack.source)
+            source.to(handle.device)
+        return cls(
+            handle, store, config.cam.method, dict(config.cam.params), config.target,
+            attack=config.attack, comparisons=config.comparisons, source=source, batch_size=batch_size,
+        )  # fmt: skip
 
     # -- public -------------------------------------------------------------------------------------------
     def table(
@@ -96,185 +129,259 @@ class ModelEngine:
         progress: Progress | None = None,
         should_stop: ShouldStop | None = None,
     ) -> pd.DataFrame:
-        """Per-image rows for every (layer, eps): labels, predictions, confidences, SSIM and NISSIM."""
+        """Per-image rows for every (layer, eps): labels, predictions, confidences, SSIM, NISSIM and every other
+        comparison's dissimilarity."""
         names = self.handle.resolve_layers(layers)
         eps_list = sorted({float(e) for e in eps})
-        frames = []
-        for start in range(0, len(samples), self.batch_size):
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"stopped after {start} of {len(samples)} images of {self.handle.name}")
-            part = samples.subset(range(start, min(start + self.batch_size, len(samples))))
-            batch = self.ensure(part, eps_list, names)
-            frames.append(self._rows(part, batch, eps_list, names))
-            if progress is not None:
-                progress(len(part), self.handle.name)
+        frames = [self._rows(part, batch, eps_list, names) for part, batch in self._batches(
+            samples, eps_list, names, progress, should_stop)]  # fmt: skip
         table = pd.concat(frames, ignore_index=True)
         order = {name: i for i, name in enumerate(names)}, {image_id: i for i, image_id in enumerate(samples.ids)}
         sort_key = [table["layer"].map(order[0]), table["eps"], table["image_id"].map(order[1])]
         return table.iloc[np.lexsort(sort_key[::-1])].reset_index(drop=True)
 
-    def views(self, samples: Samples, eps: float, layer: str) -> Views:
-        """Clean and adversarial images and maps at the input resolution, for the gallery."""
-        batch = self.ensure(samples, [0.0, float(eps)], [layer])
-        idx = list(range(len(samples)))
-        adv = perturb(batch.x, self._directions(batch, idx), eps) if eps > 0 else batch.x
-        keys = [self._map_key(batch, i, e, layer) for e in (0.0, float(eps)) for i in idx]
-        found = self.store.get_arrays(keys)
-        size = tuple(batch.x.shape[-2:])
-        clean_map = cams.upsample(np.stack([found[k] for k in keys[: len(idx)]]), size)
-        adv_map = cams.upsample(np.stack([found[k] for k in keys[len(idx) :]]), size)
-        table = self._rows(samples, batch, [float(eps)], [layer])
-        return Views(batch.x.numpy(), adv.numpy(), clean_map, adv_map, table)
+    def gallery(self, samples: Samples, eps: float, layer: str, progress: Progress | None = None) -> Views:
+        """Clean and attacked images and maps at the input resolution with their rows, for the gallery: the maps
+        the comparisons were computed from, read once (no second pass over the store)."""
+        eps, parts = float(eps), []
+        for part, batch in self._batches(samples, [eps], [layer], progress, None):
+            size = tuple(batch.x.shape[-2:])
+            clean_keys, adv_keys = self._map_keys(batch, 0.0, layer), self._map_keys(batch, eps, layer)
+            self._load_maps(batch, {(0.0, layer): range(len(batch)), (eps, layer): range(len(batch))})
+            clean_map = cams.upsample(np.stack([batch.maps[k] for k in clean_keys]), size)
+            adv_map = cams.upsample(np.stack([batch.maps[k] for k in adv_keys]), size)
+            adv = batch.x if eps == 0 else self._adversarial(batch, eps, list(range(len(batch))))
+            parts.append(
+                (batch.x.numpy(), adv.cpu().numpy(), clean_map, adv_map, self._rows(part, batch, [eps], [layer]))
+            )
+        clean, adv, clean_map, adv_map, rows = zip(*parts)
+        return Views(*(np.concatenate(p) for p in (clean, adv, clean_map, adv_map)), pd.concat(rows, ignore_index=True))
+
+    # -- batches ------------------------------------------------------------------------------------------
+    def _batches(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str], progress, should_stop):
+        for start in range(0, len(samples), self.batch_size):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"stopped after {start} of {len(samples)} images of {self.handle.name}")
+            part = samples.subset(range(start, min(start + self.batch_size, len(samples))))
+            yield part, self.ensure(part, eps_list, layers)
+            if progress is not None:
+                progress(len(part), self.handle.name)
 
     def ensure(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
         """Make sure every cell of ``samples`` × ``eps_list`` × ``layers`` is in the store; return the batch."""
         x = self.handle.preprocess(samples.images)
-        batch = Batch(x, [image_hash(xi) for xi in x], samples.labels)
-        for eps in [0.0, *(e for e in eps_list if e > 0)]:
+        batch = Batch(x, [keys.image_hash(xi) for xi in x], np.asarray(samples.labels))
+        batch.variants[0.0] = keys.variants(self.handle.digest, batch.hashes, None, 0.0)
+        self._ensure_logits(batch, 0.0, layers)
+        parts = self._attack_parts(batch)
+        for eps in (e for e in eps_list if e > 0):
+            batch.variants[eps] = keys.variants(self.handle.digest, batch.hashes, parts, eps)
             self._ensure_logits(batch, eps, layers)
-        missing = self._missing_ssim(batch, eps_list, layers)
-        if missing:
-            self._ensure_maps(batch, missing)
-            self._compute_ssim(batch, missing)
+        self._ensure_comparisons(batch, [(e, layer) for e in eps_list for layer in layers])
         return batch
 
-    # -- keys ---------------------------------------------------------------------------------------------
-    def _attack_label(self, batch: Batch, i: int) -> int:
-        """FGSM ascends the loss of the true label when known, else of the clean prediction."""
-        label = int(batch.labels[i])
-        return label if label >= 0 else batch.pred(0.0, i)
+    # -- the attack ---------------------------------------------------------------------------------------
+    def _attack_labels(self, batch: Batch) -> np.ndarray:
+        """The label each image's attack ascends: the true one when known, else the clean prediction (the
+        attacked model's, already computed; a transfer source resolves its own, marked −1)."""
+        labels = batch.labels.astype(np.int64)
+        if self.source is not None:
+            return labels
+        return np.where(labels >= 0, labels, batch.pred(0.0))
 
-    def _variant(self, batch: Batch, i: int, eps: float) -> list:
-        return ["clean"] if eps == 0 else ["fgsm", self._attack_label(batch, i), float(eps)]
+    def _attack_parts(self, batch: Batch) -> list[list]:
+        """Each image's attack part of its variant key: the attack, who crafted it, the label it ascended."""
+        if not self.attack.uses_model:
+            return [[self.attack_key]] * len(batch)
+        who = "self" if self.source is None else self.source.digest
+        return [[self.attack_key, who, int(label)] for label in self._attack_labels(batch)]
 
-    def _logits_key(self, batch: Batch, i: int, eps: float) -> str:
-        return cell_key("logits", self.handle.digest, batch.hashes[i], self._variant(batch, i, eps))
+    def _state_keys(self, batch: Batch, eps: float, idx: Sequence[int]) -> list[str]:
+        attacker = None if not self.attack.uses_model else (self.source or self.handle).digest
+        labels = self._attack_labels(batch) if self.attack.uses_model else None
+        state_eps = float(eps) if self.attack.per_eps else None
+        return [
+            keys.state(
+                attacker, batch.hashes[i], [self.attack_key, None if labels is None else int(labels[i])], state_eps
+            )
+            for i in idx
+        ]
 
-    def _direction_key(self, batch: Batch, i: int) -> str:
-        return cell_key("direction", self.handle.digest, batch.hashes[i], "fgsm", self._attack_label(batch, i))
+    def _adversarial(self, batch: Batch, eps: float, idx: list[int]) -> torch.Tensor:
+        """Attacked images ``idx`` at ``eps``, from cached attack states, computing the missing ones."""
+        state_keys = self._state_keys(batch, eps, idx)
+        found = self.store.get_arrays(state_keys)
+        todo = [j for j, k in enumerate(state_keys) if k not in found]
+        if todo:
+            found.update(self._new_states(batch, eps, [idx[j] for j in todo], [state_keys[j] for j in todo]))
+        state = torch.from_numpy(np.stack([found[k] for k in state_keys])).to(batch.x.dtype)
+        return self.attack.apply(batch.x[idx], state, eps)
 
-    def _target(self, batch: Batch, i: int, eps: float) -> int:
+    def _new_states(self, batch: Batch, eps: float, rows: list[int], state_keys: list[str]) -> dict[str, np.ndarray]:
+        attacker = self.source or self.handle
+        y = torch.from_numpy(self._attack_labels(batch)[rows])
+        x = batch.x[rows].to(self.handle.device)
+        with attacker.lock:
+            state = self.attack.state(attacker.net, x, y, eps if self.attack.per_eps else None, **self.attack_params)
+        self.passes += self.attack.passes(1, self.attack_params) * len(rows)
+        new = {k: state[n].cpu().to(self.attack.stored_dtype).numpy() for n, k in enumerate(state_keys)}
+        self.store.put_arrays(new, "attack", attacker.digest if self.attack.uses_model else "")
+        return new
+
+    # -- CAM passes ---------------------------------------------------------------------------------------
+    def _targets(self, batch: Batch, eps: float, idx: Sequence[int] | None = None) -> np.ndarray:
+        """The class each map at ``eps`` explains, under the target policy."""
         source = self.policy.clean if eps == 0 else self.policy.adv
         if source == "label":
-            label = int(batch.labels[i])
-            if label < 0:
+            if (batch.labels < 0).any():
                 raise GcdashError("target policy 'label' needs labelled images; use --target pred for unlabelled ones")
-            return label
-        return batch.pred(0.0 if source == "clean" else eps, i)
+            out = batch.labels
+        else:
+            out = batch.pred(0.0 if source == "clean" else eps)
+        return np.asarray(out if idx is None else out[list(idx)], dtype=np.int64)
 
-    def _map_key(self, batch: Batch, i: int, eps: float, layer: str, target: int | None = None) -> str:
-        target = self._target(batch, i, eps) if target is None else target
-        variant = self._variant(batch, i, eps)
-        return cell_key("map", self.handle.digest, batch.hashes[i], variant, self.method_key, target, layer)
+    def _map_keys(self, batch: Batch, eps: float, layer: str, idx: Sequence[int] | None = None) -> list[str]:
+        idx = range(len(batch)) if idx is None else idx
+        targets = self._targets(batch, eps, idx)
+        variants = batch.variants[eps]
+        return [keys.map_key(variants[i], self.method_key, t, layer) for i, t in zip(idx, targets)]
 
-    def _ssim_key(self, batch: Batch, i: int, eps: float, layer: str) -> str:
-        size = list(batch.x.shape[-2:])
-        clean, adv = self._map_key(batch, i, 0.0, layer), self._map_key(batch, i, eps, layer)
-        return cell_key("ssim", clean, adv, size, "gaussian" if self.gaussian_ssim else "uniform")
-
-    # -- work ---------------------------------------------------------------------------------------------
     def _ensure_logits(self, batch: Batch, eps: float, layers: Sequence[str]) -> None:
-        keys = [self._logits_key(batch, i, eps) for i in range(len(batch.hashes))]
-        found = self.store.get_arrays(keys)
-        batch.logits[eps] = [found.get(k) for k in keys]
-        todo = [i for i, k in enumerate(keys) if k not in found]
+        logit_keys = [keys.logits(v) for v in batch.variants[eps]]
+        found = self.store.get_arrays(logit_keys)
+        todo = [i for i, k in enumerate(logit_keys) if k not in found]
+        if found:
+            width = len(next(iter(found.values())))
+            batch.logits[eps] = np.stack([found.get(k, np.full(width, np.nan, np.float32)) for k in logit_keys])
         if todo:
-            known = self._known_targets(batch, eps, todo)
+            source = self.policy.clean if eps == 0 else self.policy.adv
+            known = None if source == "own" else [int(t) for t in self._targets(batch, eps, todo)]
             self._pass(batch, eps, todo, layers, known)
-
-    def _known_targets(self, batch: Batch, eps: float, idx: list[int]) -> list[int] | None:
-        """Targets fixed before the pass (clean top-1 or label), or None: each input's own top-1."""
-        source = self.policy.clean if eps == 0 else self.policy.adv
-        return None if source == "own" else [self._target(batch, i, eps) for i in idx]
 
     def _pass(self, batch: Batch, eps: float, idx: list[int], layers: Sequence[str], targets: list[int] | None) -> None:
         """One CAM pass over ``idx`` at ``eps`` for all ``layers``; stores logits and raw maps."""
-        x = batch.x[idx]
-        if eps > 0:
-            x = perturb(x, self._directions(batch, idx), eps)
+        x = batch.x[idx] if eps == 0 else self._adversarial(batch, eps, idx)
         result = cams.explain(self.handle, x, list(layers), self.method.name, targets, **self.params)
         self.passes += len(idx)
         logits = result.logits.float().numpy()
-        for j, i in enumerate(idx):
-            batch.logits[eps][i] = logits[j]
-        model = self.handle.digest
-        self.store.put_arrays({self._logits_key(batch, i, eps): logits[j] for j, i in enumerate(idx)}, "logits", model)
+        if eps not in batch.logits:
+            batch.logits[eps] = np.full((len(batch), logits.shape[1]), np.nan, np.float32)
+        batch.logits[eps][idx] = logits
+        variants = batch.variants[eps]
+        self.store.put_arrays(
+            {keys.logits(variants[i]): logits[j] for j, i in enumerate(idx)}, "logits", self.handle.digest
+        )
         maps = {
-            self._map_key(batch, i, eps, layer, int(result.targets[j])): result.maps[layer][j]
+            keys.map_key(variants[i], self.method_key, int(result.targets[j]), layer): result.maps[layer][j]
             for layer in layers
             for j, i in enumerate(idx)
         }
-        self.store.put_arrays(maps, "map", model)
+        self.store.put_arrays(maps, "map", self.handle.digest)
+        batch.maps.update(maps)
 
-    def _directions(self, batch: Batch, idx: list[int]) -> torch.Tensor:
-        """FGSM directions of ``idx`` (int8 in the store), computing the missing ones in one gradient pass."""
-        keys = [self._direction_key(batch, i) for i in idx]
-        found = self.store.get_arrays(keys)
-        todo = [j for j, k in enumerate(keys) if k not in found]
-        if todo:
-            rows = [idx[j] for j in todo]
-            y = torch.tensor([self._attack_label(batch, i) for i in rows])
-            with self.handle.lock:
-                d = fgsm_direction(self.handle.net, batch.x[rows].to(self.handle.device), y)
-            self.passes += len(rows)
-            new = {keys[j]: d[n].cpu().to(torch.int8).numpy() for n, j in enumerate(todo)}
-            self.store.put_arrays(new, "direction", self.handle.digest)
-            found.update(new)
-        return torch.from_numpy(np.stack([found[k] for k in keys])).to(batch.x.dtype)
-
-    def _missing_ssim(self, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> list[tuple]:
-        cells = [(i, e, layer) for i in range(len(batch.hashes)) for e in eps_list for layer in layers]
-        keys = {cell: self._ssim_key(batch, *cell) for cell in cells}
-        found = self.store.get_scalars(list(keys.values()))
-        batch.ssim.update({cell: found[k] for cell, k in keys.items() if k in found})
-        return [cell for cell, k in keys.items() if k not in found]
-
-    def _ensure_maps(self, batch: Batch, cells: list[tuple]) -> None:
-        """Run passes for the maps these SSIM cells need that the store lacks (e.g. a newly asked-for layer)."""
-        needed = {(e2, i, layer) for i, e, layer in cells for e2 in (0.0, e)}
-        keys = {cell: self._map_key(batch, cell[1], cell[0], cell[2]) for cell in needed}
-        present = set(self.store.get_arrays(list(keys.values())))
+    def _load_maps(self, batch: Batch, needed: Mapping[Cell, Sequence[int]]) -> None:
+        """Make the raw maps of ``needed`` ((eps, layer) → image indices) available in ``batch.maps``: read from
+        the store in one pass, and the missing ones computed in one CAM pass per eps (e.g. a new layer)."""
+        wanted = {cell: dict(zip(idx, self._map_keys(batch, cell[0], cell[1], idx))) for cell, idx in needed.items()}
+        absent = [k for per in wanted.values() for k in per.values() if k not in batch.maps]
+        batch.maps.update(self.store.get_arrays(sorted(set(absent))))
         by_eps: dict[float, dict[int, set[str]]] = {}
-        for (e, i, layer), key in keys.items():
-            if key not in present:
-                by_eps.setdefault(e, {}).setdefault(i, set()).add(layer)
-        for e in sorted(by_eps):
-            idx = sorted(by_eps[e])
-            layers = sorted(set().union(*by_eps[e].values()), key=list(self.handle.layers).index)
-            self._pass(batch, e, idx, layers, [self._target(batch, i, e) for i in idx])
+        for (eps, layer), per in wanted.items():
+            for i, key in per.items():
+                if key not in batch.maps:
+                    by_eps.setdefault(eps, {}).setdefault(i, set()).add(layer)
+        order = list(self.handle.layers).index
+        for eps, todo in sorted(by_eps.items()):
+            idx = sorted(todo)
+            layers = sorted(set().union(*todo.values()), key=order)
+            self._pass(batch, eps, idx, layers, [int(t) for t in self._targets(batch, eps, idx)])
 
-    def _compute_ssim(self, batch: Batch, cells: list[tuple]) -> None:
+    # -- comparisons --------------------------------------------------------------------------------------
+    def _pair_keys(self, batch: Batch, cell: Cell, comparison: str) -> list[str]:
+        eps, layer = cell
         size = tuple(batch.x.shape[-2:])
-        clean_keys = [self._map_key(batch, i, 0.0, layer) for i, _, layer in cells]
-        adv_keys = [self._map_key(batch, i, e, layer) for i, e, layer in cells]
-        maps = self.store.get_arrays(sorted(set(clean_keys + adv_keys)))
-        lost = [k for k in clean_keys + adv_keys if k not in maps]
-        if lost:
-            raise RuntimeError(f"{len(lost)} CAM maps vanished from the cache while in use; run again")
-        a = np.concatenate([cams.upsample(maps[k][None], size) for k in clean_keys])
-        b = np.concatenate([cams.upsample(maps[k][None], size) for k in adv_keys])
-        values = metrics.ssim(a, b, gaussian=self.gaussian_ssim, device=self.handle.device)
-        keys = [self._ssim_key(batch, *cell) for cell in cells]
-        self.store.put_scalars(dict(zip(keys, values.tolist())), "ssim", self.handle.digest)
-        batch.ssim.update(dict(zip(cells, values.tolist())))
+        clean, adv = self._map_keys(batch, 0.0, layer), self._map_keys(batch, eps, layer)
+        return [keys.pair(c, a, size, comparison) for c, a in zip(clean, adv)]
 
+    def _ensure_comparisons(self, batch: Batch, cells: Sequence[Cell]) -> None:
+        """Read every comparison of ``cells`` from the store; compute the missing ones from the maps."""
+        wanted = {
+            (c.name, *cell): self._pair_keys(batch, cell, digest) for c, _, digest in self.comparisons for cell in cells
+        }
+        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
+        missing: dict[tuple, list[int]] = {}
+        for what, pair_keys in wanted.items():
+            values = np.array([found.get(k, np.nan) for k in pair_keys], dtype=np.float64)
+            batch.raw[what] = values
+            todo = [i for i, k in enumerate(pair_keys) if k not in found]
+            if todo:
+                missing[what] = todo
+        if not missing:
+            return
+        needed: dict[Cell, set[int]] = {}
+        for (_, eps, layer), idx in missing.items():
+            needed.setdefault((0.0, layer), set()).update(idx)
+            needed.setdefault((eps, layer), set()).update(idx)
+        self._load_maps(batch, {cell: sorted(idx) for cell, idx in needed.items()})
+        self._compute_comparisons(batch, missing, wanted)
+
+    def _compute_comparisons(
+        self, batch: Batch, missing: dict[tuple, list[int]], wanted: dict[tuple, list[str]]
+    ) -> None:
+        size = tuple(batch.x.shape[-2:])
+        by_name = {c.name: (c, p) for c, p, _ in self.comparisons}
+        new: dict[str, float] = {}
+        for (name, eps, layer), idx in missing.items():
+            clean_keys, adv_keys = self._map_keys(batch, 0.0, layer, idx), self._map_keys(batch, eps, layer, idx)
+            a = torch.from_numpy(cams.upsample(np.stack([batch.maps[k] for k in clean_keys]), size))
+            b = torch.from_numpy(cams.upsample(np.stack([batch.maps[k] for k in adv_keys]), size))
+            comparison, params = by_name[name]
+            values = comparison.raw(a.to(self.handle.device), b.to(self.handle.device), **params)
+            batch.raw[(name, eps, layer)][idx] = values
+            new.update({wanted[(name, eps, layer)][i]: float(v) for i, v in zip(idx, values)})
+        self.store.put_scalars(new, "comparison", self.handle.digest)
+
+    # -- rows ---------------------------------------------------------------------------------------------
     def _rows(self, samples: Samples, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> pd.DataFrame:
-        probs = {e: _softmax(np.stack(batch.logits[e if e > 0 else 0.0])) for e in {0.0, *eps_list}}
-        records = []
+        """The per-image rows of one batch, one block per (layer, eps)."""
+        probs = {e: _softmax(batch.logits[e]) for e in {0.0, *eps_list}}
+        blocks = []
         for layer in layers:
             for e in eps_list:
-                for i, image_id in enumerate(samples.ids):
-                    clean, adv = probs[0.0][i], probs[e][i]
-                    s = batch.ssim[(i, e, layer)]
-                    records.append(
-                        dict(
-                            layer=layer, eps=e, image_id=image_id, label=int(batch.labels[i]),
-                            pred_clean=int(clean.argmax()), pred_adv=int(adv.argmax()),
-                            conf_clean=float(clean.max()), conf_adv=float(adv.max()),
-                            ssim=s, nissim=float(metrics.nissim_from_ssim(s)),
-                        )
-                    )  # fmt: skip
-        return pd.DataFrame.from_records(records)
+                clean, adv = probs[0.0], probs[e]
+                block = {
+                    "layer": layer, "eps": e, "image_id": list(samples.ids), "label": batch.labels.astype(int),
+                    "pred_clean": clean.argmax(1), "pred_adv": adv.argmax(1),
+                    "conf_clean": clean.max(1).astype(np.float64), "conf_adv": adv.max(1).astype(np.float64),
+                }  # fmt: skip
+                for comparison, _, _ in self.comparisons:
+                    raw = batch.raw[(comparison.name, e, layer)]
+                    if comparison.raw_name:
+                        block[comparison.raw_name] = raw
+                    block[comparison.name] = comparison.dissimilarity(raw)
+                blocks.append(pd.DataFrame(block))
+        return pd.concat(blocks, ignore_index=True)
+
+
+def _comparison(config: CompareConfig) -> tuple[metrics.Comparison, dict, str]:
+    """A comparison, its full parameters and the digest of both (its part of a pair key)."""
+    comparison = metrics.comparison(config.name)
+    params = comparison.params(**dict(config.params))
+    return comparison, params, keys.short(comparison.key(params))
+
+
+def _checked_source(handle: ModelHandle, source: ModelHandle | None) -> ModelHandle | None:
+    """A transfer source must take the same images and name the same classes; the model itself is no transfer."""
+    if source is None or source.digest == handle.digest:
+        return None
+    if tuple(source.input_size) != tuple(handle.input_size) or source.crop != handle.crop:
+        raise GcdashError(
+            f"source model {source.name} takes {source.input_size[0]}×{source.input_size[1]} images, {handle.name} "
+            f"{handle.input_size[0]}×{handle.input_size[1]}: a transfer attack needs the same input"
+        )
+    if list(source.class_names) != list(handle.class_names):
+        raise GcdashError(f"source model {source.name} names other classes than {handle.name}")
+    return source
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

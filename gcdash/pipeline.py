@@ -18,6 +18,7 @@ from gcdash import data, models, results
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.engine import ModelEngine, ShouldStop
+from gcdash.engine import Progress as EngineProgress
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store
 
@@ -80,6 +81,41 @@ def load_handles(config: SweepConfig, device: str) -> dict[str, ModelHandle]:
     return handles
 
 
+def source_column(config: SweepConfig, model: str) -> str:
+    """Who crafted the perturbation: the transfer source, the model itself, or "none" (the noise control)."""
+    from gcdash import attacks
+
+    if not attacks.get(config.attack.name).uses_model:
+        return "none"
+    return config.attack.source or model
+
+
+def model_table(
+    handle: ModelHandle,
+    store: Store,
+    samples: Samples,
+    config: SweepConfig,
+    *,
+    model: str | None = None,
+    batch_size: int = 32,
+    handles: Mapping[str, ModelHandle] | None = None,
+    progress: EngineProgress | None = None,
+    should_stop: ShouldStop | None = None,
+) -> tuple[pd.DataFrame, ModelEngine]:
+    """The per-image table (``results.PER_IMAGE_COLUMNS`` and a column per extra comparison) of one model under
+    ``config``: the one path from a config to numbers, used by the CLI, :func:`sweep` and the pages."""
+    name = model or handle.name
+    engine = ModelEngine.from_config(handle, store, config, batch_size, handles)
+    table = engine.table(samples, config.eps, config.layers, progress, should_stop)
+    for column, value in reversed(
+        (("model", name), ("method", config.cam.method), ("attack", config.attack.name),
+         ("source", source_column(config, name)))
+    ):  # fmt: skip
+        table.insert(0, column, value)
+    extras = [c.name for c in config.comparisons[1:]]
+    return table[results.PER_IMAGE_COLUMNS + extras], engine
+
+
 def sweep(
     config: SweepConfig,
     store: Store | None = None,
@@ -102,9 +138,6 @@ def sweep(
     for spec in config.models:
         handle = handles.get(spec.name) or models.load(spec.name, weights=spec.weights, **dict(spec.options))
         handle.to(device)
-        engine = ModelEngine(
-            handle, store, config.cam.method, dict(config.cam.params), config.target, config.gaussian_ssim, batch_size
-        )
 
         def report(n: int, what: str) -> None:
             nonlocal done
@@ -112,12 +145,13 @@ def sweep(
             if progress is not None:
                 progress(done, total, what)
 
-        table = engine.table(samples, config.eps, config.layers, report, should_stop)
-        table.insert(0, "method", config.cam.method)
-        table.insert(0, "model", spec.name)
+        table, engine = model_table(
+            handle, store, samples, config, model=spec.name, batch_size=batch_size, handles=handles,
+            progress=report, should_stop=should_stop,
+        )  # fmt: skip
         frames.append(table)
         passes[spec.name] = engine.passes
-    per_image = pd.concat(frames, ignore_index=True)[results.PER_IMAGE_COLUMNS]
+    per_image = pd.concat(frames, ignore_index=True)
     result = SweepResult(config, per_image, passes)
     save_run(store, result)
     return result

@@ -16,7 +16,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gcdash import metrics, results
+from gcdash import results
 from gcdash.config import eps_text
 
 COLORS = px.colors.qualitative.Plotly
@@ -26,11 +26,16 @@ FACET_COLUMNS = 3
 
 
 def series_of(table: pd.DataFrame) -> pd.Series:
-    """One label per row: the model, the method and the layer, each where it varies (the model when none does)."""
-    parts = [c for c in ("model", "method") if table[c].nunique() > 1]
+    """One label per row: the model, the method, the attack and the layer, each where it varies (the model when
+    none does), and "from SOURCE" on a transfer attack's rows."""
+    parts = [c for c in ("model", "method", "attack") if c in table and table[c].nunique() > 1]
     if table.groupby("model")["layer"].nunique().max() > 1:
         parts.append("layer")
-    return table[parts or ["model"]].astype(str).agg(" · ".join, axis=1)
+    labels = table[parts or ["model"]].astype(str).agg(" · ".join, axis=1)
+    if "source" in table:
+        transfer = (table["source"] != table["model"]) & (table["source"] != "none")
+        labels = labels.where(~transfer, labels + " · from " + table["source"].astype(str))
+    return labels
 
 
 def _prepared(table: pd.DataFrame) -> pd.DataFrame:
@@ -46,19 +51,6 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
 
 def _eps_order(table: pd.DataFrame) -> list[str]:
     return [eps_text(e) for e in sorted(table["eps"].unique())]
-
-
-def summary_with_ci(per_image: pd.DataFrame, level: float = 0.95, n_boot: int = 1000) -> pd.DataFrame:
-    """``results.summary`` plus ``mod_lo``/``mod_hi``: the percentile bootstrap interval of MOD (the mean NISSIM)."""
-    summary = results.summary(per_image)
-    bands = {
-        key: metrics.bootstrap_ci(g["nissim"].to_numpy(), level, n_boot)
-        for key, g in per_image.groupby([*results.GROUP, "eps"], sort=False)
-    }
-    keys = list(summary[[*results.GROUP, "eps"]].itertuples(index=False, name=None))
-    summary["mod_lo"] = [bands[k][0] for k in keys]
-    summary["mod_hi"] = [bands[k][1] for k in keys]
-    return summary
 
 
 # -- distributions ------------------------------------------------------------------------------------------

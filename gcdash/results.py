@@ -1,7 +1,10 @@
-"""Aggregate tables from the per-image table: MOD, NISSIM spread and accuracy per (model, method, layer, eps),
-and VID per (model, method, layer). Pure pandas: data in, tables out."""
+"""Aggregate tables from the per-image table: MOD (split by whether the attack flipped the prediction), NISSIM
+spread, accuracy and every extra comparison's MOD per (model, method, attack, source, layer, eps); VID per
+(model, method, attack, source, layer); the bootstrap band of MOD. Pure pandas: data in, tables out."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -10,62 +13,103 @@ from gcdash import metrics
 from gcdash.config import eps_text
 
 PER_IMAGE_COLUMNS = [
-    "model", "method", "layer", "eps", "image_id", "label",
+    "model", "method", "attack", "source", "layer", "eps", "image_id", "label",
     "pred_clean", "pred_adv", "conf_clean", "conf_adv", "ssim", "nissim",
 ]  # fmt: skip
+GROUP = ["model", "method", "attack", "source", "layer"]
 SUMMARY_COLUMNS = [
-    "model",
-    "method",
-    "layer",
-    "eps",
-    "n",
-    "mod",
-    "nissim_std",
-    "acc_clean",
-    "acc_adv",
-    "attack_success",
-]
-VID_COLUMNS = ["model", "method", "layer", "vid"]
-GROUP = ["model", "method", "layer"]
+    *GROUP, "eps", "n", "mod", "mod_flipped", "mod_kept", "nissim_std", "acc_clean", "acc_adv", "attack_success",
+]  # fmt: skip
+VID_COLUMNS = [*GROUP, "vid"]
 
 
-def _summarise_group(g: pd.DataFrame) -> pd.Series:
-    return pd.Series(
-        {
-            "n": len(g),
-            "mod": metrics.mod(g["nissim"]),
-            "nissim_std": float(g["nissim"].std(ddof=0)),
-            "acc_clean": metrics.accuracy(g["pred_clean"], g["label"]),
-            "acc_adv": metrics.accuracy(g["pred_adv"], g["label"]),
-            "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
-        }
-    )
+def extra_comparisons(per_image: pd.DataFrame) -> list[str]:
+    """The comparisons beyond NISSIM whose per-image column the table carries (in registry order)."""
+    return [name for name in metrics.dissimilarities() if name != "nissim" and name in per_image.columns]
+
+
+def _mean_or_nan(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else float("nan")
+
+
+def _summarise_group(g: pd.DataFrame, extras: Sequence[str]) -> pd.Series:
+    flipped = g["pred_adv"] != g["pred_clean"]
+    row = {
+        "n": len(g),
+        "mod": metrics.mod(g["nissim"]),
+        "mod_flipped": _mean_or_nan(g.loc[flipped, "nissim"]),
+        "mod_kept": _mean_or_nan(g.loc[~flipped, "nissim"]),
+        "nissim_std": float(g["nissim"].std(ddof=0)),
+        "acc_clean": metrics.accuracy(g["pred_clean"], g["label"]),
+        "acc_adv": metrics.accuracy(g["pred_adv"], g["label"]),
+        "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
+    }
+    row.update({f"mod_{name}": metrics.mod(g[name]) for name in extras})
+    return pd.Series(row)
 
 
 def summary(per_image: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, method, layer, eps): n, MOD, NISSIM std, clean/adversarial accuracy, attack success."""
+    """One row per (model, method, attack, source, layer, eps): n, MOD, MOD over the images whose top-1 the attack
+    flipped / kept (NaN where there are none), NISSIM std, clean/adversarial accuracy, attack success, and
+    ``mod_<name>`` for each extra comparison."""
+    extras = extra_comparisons(per_image)
+    columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras]
     if per_image.empty:
-        return pd.DataFrame(columns=SUMMARY_COLUMNS)
+        return pd.DataFrame(columns=columns)
     keys = [*GROUP, "eps"]
-    out = per_image.groupby(keys, sort=False)[per_image.columns.difference(keys)].apply(_summarise_group)
-    out = out.reset_index()
+    groups = per_image.groupby(keys, sort=False)[per_image.columns.difference(keys)]
+    out = groups.apply(lambda g: _summarise_group(g, extras)).reset_index()
     out["n"] = out["n"].astype(int)
-    return out[SUMMARY_COLUMNS]
+    return out[columns]
 
 
 def vid(summary_table: pd.DataFrame) -> pd.DataFrame:
-    """VID per (model, method, layer): the population std of MOD over the eps > 0 rows."""
+    """VID per (model, method, attack, source, layer): the population std of MOD over the eps > 0 rows, and
+    ``vid_<name>`` of each extra comparison's MOD; NaN where no eps > 0 was swept."""
+    extras = [name for name in metrics.dissimilarities() if f"mod_{name}" in summary_table.columns]
     rows = []
     for key, g in summary_table.groupby(GROUP, sort=False):
         positive = g[g["eps"] > 0]
-        value = metrics.vid(dict(zip(positive["eps"], positive["mod"]))) if len(positive) else np.nan
-        rows.append((*key, value))
-    return pd.DataFrame(rows, columns=VID_COLUMNS)
+        row = [*key]
+        for column in ["mod", *(f"mod_{name}" for name in extras)]:
+            row.append(metrics.vid(dict(zip(positive["eps"], positive[column]))) if len(positive) else np.nan)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*VID_COLUMNS, *(f"vid_{name}" for name in extras)])
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean (e.g. the 95% band around MOD)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = arr[rng.integers(0, arr.size, size=(n_boot, arr.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def summary_with_ci(per_image: pd.DataFrame, level: float = 0.95, n_boot: int = 1000) -> pd.DataFrame:
+    """:func:`summary` plus ``mod_lo``/``mod_hi``: the percentile bootstrap interval of MOD (the mean NISSIM)."""
+    table = summary(per_image)
+    bands = {
+        key: bootstrap_ci(g["nissim"].to_numpy(), level, n_boot)
+        for key, g in per_image.groupby([*GROUP, "eps"], sort=False)
+    }
+    keys = list(table[[*GROUP, "eps"]].itertuples(index=False, name=None))
+    table["mod_lo"] = [bands[k][0] for k in keys]
+    table["mod_hi"] = [bands[k][1] for k in keys]
+    return table
 
 
 def mod_vid_table(summary_table: pd.DataFrame) -> pd.DataFrame:
-    """A wide table for people: one row per (model, method, layer), MOD per eps, VID, accuracies at each eps."""
-    wide = summary_table.pivot_table(index=GROUP, columns="eps", values="mod", sort=False)
+    """A wide table for people: one row per (model, method, attack, source, layer), MOD per eps > 0 and VID
+    (eps = 0, the control, is 0 by construction and left out)."""
+    positive = summary_table[summary_table["eps"] > 0]
+    if positive.empty:
+        positive = summary_table
+    wide = positive.pivot_table(index=GROUP, columns="eps", values="mod", sort=False)
     wide.columns = [f"MOD@{eps_text(e)}" for e in wide.columns]
-    table = wide.reset_index().merge(vid(summary_table), on=GROUP)
-    return table
+    return wide.reset_index().merge(vid(summary_table), on=GROUP)

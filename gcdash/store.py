@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: keys.py (per-variant keys, attack states, comparisons)
 DB_NAME = "gcdash.sqlite"
 _REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"
 

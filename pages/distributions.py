@@ -7,6 +7,7 @@ control under the chart).
 import streamlit as st
 
 from gcdash import plots
+from gcdash.config import eps_text
 from gcdash.ui import page, run, values
 
 st.title("Distributions")
@@ -18,7 +19,7 @@ st.caption(
 
 def open_in_gallery(image_id: str, model: str, eps: float, layer: str) -> None:
     """Show this image, model, eps and layer in the gallery."""
-    values.request(image=image_id, gmodel=model, eps1=plots.eps_text(eps), **{f"g.layer.{model}": layer})
+    values.request(image=image_id, gmodel=model, eps1=eps_text(eps), **{f"g.layer.{model}": layer})
     st.switch_page(page.GALLERY)
 
 
@@ -43,7 +44,7 @@ with page.guard():
         st.info("Add an eps > 0 in the sidebar to see attacked images.")
         st.stop()
     labels = [
-        f"{r.image_id} · {r.model} · {r.layer} · eps {plots.eps_text(r.eps)} · NISSIM {r.nissim:.3f}"
+        f"{r.image_id} · {r.model} · {r.layer} · eps {eps_text(r.eps)} · NISSIM {r.nissim:.3f}"
         for r in ranked.itertuples()
     ]
     pick = st.selectbox("Image", ranked.index, format_func=labels.__getitem__, key="dist.pick")

@@ -116,7 +116,7 @@ def test_cancel_keeps_finished_batches(tiny_handle, tiny_samples, store):
 
 
 def test_views_match_the_table(tiny_handle, tiny_samples, store):
-    views = _engine(tiny_handle, store).views(tiny_samples, 8 / 255, "block3")
+    views = _engine(tiny_handle, store).gallery(tiny_samples, 8 / 255, "block3")
     assert views.clean.shape == views.adv.shape == (8, 3, 32, 32)
     assert np.abs(views.adv - views.clean).max() <= 8 / 255 + 1e-6
     assert views.clean_map.shape == (8, 32, 32) and views.adv_map.max() <= 1

@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 from gcdash import plots, results
+from gcdash.config import eps_text
 from gcdash.ui import report
 
 EPS = (0.0, 2 / 255, 8 / 255)
@@ -29,6 +30,8 @@ def table(layers: dict[str, list[str]] = LAYERS, n: int = 12, methods: tuple[str
                             dict(
                                 model=model,
                                 method=method,
+                                attack="fgsm",
+                                source=model,
                                 layer=layer,
                                 eps=eps,
                                 image_id=f"img-{i:02d}",
@@ -50,7 +53,7 @@ def default_layers() -> pd.DataFrame:
 
 
 def test_eps_text():
-    assert [plots.eps_text(e) for e in (0.0, 8 / 255, 0.01)] == ["0", "8/255", "0.01"]
+    assert [eps_text(e) for e in (0.0, 8 / 255, 0.01)] == ["0", "8/255", "0.01"]
 
 
 def test_series_names_only_what_varies():
@@ -61,7 +64,7 @@ def test_series_names_only_what_varies():
 
 
 def test_summary_with_ci_brackets_mod():
-    summary = plots.summary_with_ci(default_layers())
+    summary = results.summary_with_ci(default_layers())
     assert len(summary) == 2 * len(EPS)
     assert (summary["mod_lo"] <= summary["mod"] + 1e-12).all() and (summary["mod"] <= summary["mod_hi"] + 1e-12).all()
     zero = summary[summary["eps"] == 0]
@@ -83,7 +86,7 @@ def test_distributions_name_every_image_and_mark_mod(kind):
 
 
 def test_mod_bands_one_line_and_band_per_series():
-    fig = plots.mod_bands(plots.summary_with_ci(default_layers()))
+    fig = plots.mod_bands(results.summary_with_ci(default_layers()))
     lines = [t for t in fig.data if t.mode == "lines+markers"]
     bands = [t for t in fig.data if t.fill == "toself"]
     assert {t.name for t in lines} == {"vgg", "res"} and len(bands) == 2
@@ -91,7 +94,7 @@ def test_mod_bands_one_line_and_band_per_series():
 
 
 def test_vid_bars_match_results():
-    summary = plots.summary_with_ci(default_layers())
+    summary = results.summary_with_ci(default_layers())
     fig = plots.vid_bars(summary)
     expected = results.vid(summary).set_index("model")["vid"]
     shown = {t.x[0]: t.y[0] for t in fig.data}

@@ -19,8 +19,8 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from gcdash.attacks import eval_mode
 from gcdash.cams.taps import Tap, Targets, tap
+from gcdash.models.handle import eval_mode
 
 
 @dataclass

@@ -11,7 +11,6 @@ by ``(seed, SHA-256 of image i's bytes)``, drawn one copy at a time on the CPU, 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -23,15 +22,9 @@ from torch import nn
 from gcdash.cams.base import CamMethod, CamPass, recordings_kept, target_classes
 from gcdash.cams.taps import Targets, tap
 from gcdash.errors import GcdashError
+from gcdash.seeding import image_generator
 
 Moments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def image_generator(image: torch.Tensor, seed: int) -> torch.Generator:
-    """A CPU generator seeded by ``seed`` and the content (shape + float32 bytes) of one image."""
-    data = image.detach().to("cpu", torch.float32).contiguous()
-    digest = hashlib.sha256(f"{int(seed)}|{tuple(data.shape)}|".encode() + data.numpy().tobytes()).digest()
-    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 def _noisy_batches(x: torch.Tensor, samples: int, sigma: float, seed: int, rows: int) -> Iterator[tuple]:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gcdash.attacks import eval_mode
 from gcdash.errors import GcdashError
+from gcdash.models.handle import eval_mode
 
 Targets = torch.Tensor | Sequence[int] | None
 

@@ -18,12 +18,11 @@ import torch
 from pytorch_grad_cam.guided_backprop import GuidedBackpropReLU
 from torch import nn
 
-from gcdash.attacks import eval_mode
 from gcdash.cams import compute as compute_cams
 from gcdash.cams import explain, upsample
 from gcdash.cams.taps import Targets, as_targets
 from gcdash.errors import GcdashError
-from gcdash.models.handle import ModelHandle
+from gcdash.models.handle import ModelHandle, eval_mode
 from gcdash.registry import Registry
 
 ViewFn = Callable[..., np.ndarray]

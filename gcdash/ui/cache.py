@@ -67,17 +67,11 @@ def table_key(config: SweepConfig, device: str, *extra: object) -> str:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def per_image(key: str, _handle: ModelHandle, _samples: Samples, _config: SweepConfig) -> pd.DataFrame:
+def per_image(
+    key: str, _handle: ModelHandle, _samples: Samples, _config: SweepConfig, _sources: dict | None = None
+) -> pd.DataFrame:
     """The per-image table of one model (see :func:`gcdash.ui.compute.per_image`)."""
-    return compute.per_image(_handle, store(), _samples, _config)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def gallery(
-    key: str, _handle: ModelHandle, _samples: Samples, _config: SweepConfig, eps: float, layer: str
-) -> compute.GalleryData:
-    """Gallery data of one model at ``eps`` and ``layer``."""
-    return compute.gallery(_handle, store(), _samples, _config, eps, layer)
+    return compute.per_image(_handle, store(), _samples, _config, handles=_sources)
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing view…")
@@ -91,12 +85,12 @@ def extra_view(
 @st.cache_data(max_entries=32, show_spinner=False)
 def summary_ci(per_image_table: pd.DataFrame) -> pd.DataFrame:
     """Summary rows with the 95% bootstrap band of MOD (hashed by content: cheap next to the bootstrap)."""
-    from gcdash import plots
+    from gcdash import results
 
-    return plots.summary_with_ci(per_image_table)
+    return results.summary_with_ci(per_image_table)
 
 
 def clear_tables() -> None:
-    """Forget the cached tables and views (after the store was cleared)."""
-    for fn in (per_image, gallery, extra_view, summary_ci):
+    """Forget the cached tables and views (after the store was cleared; galleries live in session state)."""
+    for fn in (per_image, extra_view, summary_ci):
         fn.clear()

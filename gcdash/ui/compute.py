@@ -32,12 +32,6 @@ Progress = Callable[[int, str], None]  # (images just finished, what) → None
 BATCH_SIZE = 16  # images per model pass: small enough for a lively progress bar and quick interruption
 
 
-def engine_for(handle: ModelHandle, store: Store, config: SweepConfig, batch_size: int = BATCH_SIZE) -> ModelEngine:
-    """The engine of ``handle`` under ``config``'s CAM method, target policy and SSIM setting."""
-    cam = config.cam
-    return ModelEngine(handle, store, cam.method, dict(cam.params), config.target, config.gaussian_ssim, batch_size)
-
-
 def per_image(
     handle: ModelHandle,
     store: Store,
@@ -45,13 +39,14 @@ def per_image(
     config: SweepConfig,
     progress: Progress | None = None,
     should_stop: Callable[[], bool] | None = None,
+    handles: Mapping[str, ModelHandle] | None = None,
 ) -> pd.DataFrame:
-    """The per-image table (``results.PER_IMAGE_COLUMNS``) of one model under ``config`` (its first model)."""
-    engine = engine_for(handle, store, config)
-    table = engine.table(samples, config.eps, config.layers, progress, should_stop)
-    table.insert(0, "method", config.cam.method)
-    table.insert(0, "model", config.models[0].name)
-    return table[results.PER_IMAGE_COLUMNS]
+    """The per-image table of one model under ``config`` (its first model), through ``pipeline.model_table``."""
+    table, _ = pipeline.model_table(
+        handle, store, samples, config, model=config.models[0].name, batch_size=BATCH_SIZE, handles=handles,
+        progress=progress, should_stop=should_stop,
+    )  # fmt: skip
+    return table
 
 
 @dataclass
@@ -78,14 +73,16 @@ def gallery(
     eps: float,
     layer: str,
     progress: Progress | None = None,
+    handles: Mapping[str, ModelHandle] | None = None,
 ) -> GalleryData:
-    """Gallery data at ``eps`` and ``layer``: fills the missing cells batch by batch (with ``progress``), then
-    reads images and maps back from the store (no model pass for cells already there)."""
-    engine = engine_for(handle, store, config)
-    engine.table(samples, [eps], [layer], progress)
-    views = engine.views(samples, eps, layer)
-    table = describe_rows(views.table, handle.class_names)
-    return GalleryData(config.models[0].name, eps, layer, views.clean, views.adv, views.clean_map, views.adv_map, table)
+    """Gallery data at ``eps`` and ``layer``: one pass over the batches fills the missing cells (with
+    ``progress``) and keeps the images and maps the rows were computed from."""
+    engine = ModelEngine.from_config(handle, store, config, BATCH_SIZE, handles)
+    views = engine.gallery(samples, eps, layer, progress)
+    name = config.models[0].name
+    table = views.table.assign(model=name, method=config.cam.method, attack=config.attack.name)
+    table = describe_rows(table.assign(source=pipeline.source_column(config, name)), handle.class_names)
+    return GalleryData(name, eps, layer, views.clean, views.adv, views.clean_map, views.adv_map, table)
 
 
 def describe_rows(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:

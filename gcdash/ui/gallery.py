@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gcdash.plots import eps_text
+from gcdash.config import eps_text
 from gcdash.ui import images
 from gcdash.ui.compute import GalleryData
 from gcdash.ui.values import bound, keep_valid, sync_url

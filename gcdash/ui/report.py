@@ -12,7 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from gcdash import results
-from gcdash.plots import accuracy_curves, distribution, mod_bands, mod_vs_drop, summary_with_ci, vid_bars
+from gcdash.plots import accuracy_curves, distribution, mod_bands, mod_vs_drop, vid_bars
+from gcdash.results import summary_with_ci
 
 PNG_AVAILABLE = importlib.util.find_spec("kaleido") is not None
 

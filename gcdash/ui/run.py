@@ -23,6 +23,8 @@ from gcdash.ui.sidebar import SELECTION, UPLOADS
 from gcdash.ui.state import Selection
 
 WARM = "gcdash.warm"
+GALLERIES = "gcdash.galleries"  # table key → GalleryData, this session's last few
+MAX_GALLERIES = 6
 
 
 def selection() -> Selection:
@@ -67,6 +69,7 @@ def _warm() -> set[str]:
 
 def forget_warm() -> None:
     st.session_state[WARM] = set()
+    st.session_state[GALLERIES] = {}
 
 
 def _progress_text(what: str, done: int, total: int, start: float) -> str:
@@ -75,20 +78,32 @@ def _progress_text(what: str, done: int, total: int, start: float) -> str:
     return f"{what}: {done}/{total} images · {elapsed:.0f} s{eta}"
 
 
-def _fill(jobs: list[tuple[ModelHandle, SweepConfig, str]], imgs: Samples, what: str) -> None:
-    """Compute the cold ``jobs`` (handle, config, key) with one progress bar, then mark them warm."""
-    total, done, start = len(imgs) * len(jobs), 0, time.monotonic()
+def _bar(what: str, total: int) -> tuple[Callable[[int, str], None], Callable[[], None]]:
+    """A progress bar with counts, elapsed time and ETA: (report(n images done, model name), close)."""
+    done, start = 0, time.monotonic()
     bar = st.progress(0.0, text=f"{what}: starting…")
 
     def report(n: int, name: str) -> None:
         nonlocal done
         done += n
-        bar.progress(min(done / total, 1.0), text=_progress_text(f"{what} ({name})", done, total, start))
+        bar.progress(min(done / max(total, 1), 1.0), text=_progress_text(f"{what} ({name})", done, total, start))
 
+    return report, bar.empty
+
+
+def _sources(sel: Selection, configs: Sequence[SweepConfig]) -> dict[str, ModelHandle]:
+    """Handles of the transfer attacks' source models (loaded like any selected model)."""
+    names = sorted({c.attack.source for c in configs if c.attack.source})
+    return handles(sel, names) if names else {}
+
+
+def _fill(jobs: list[tuple[ModelHandle, SweepConfig, str]], imgs: Samples, what: str, sources: dict) -> None:
+    """Compute the cold ``jobs`` (handle, config, key) with one progress bar, then mark them warm."""
+    report, close = _bar(what, len(imgs) * len(jobs))
     for handle, config, key in jobs:
-        compute.per_image(handle, cache.store(), imgs, config, report)
+        compute.per_image(handle, cache.store(), imgs, config, report, handles=sources)
         _warm().add(key)
-    bar.empty()
+    close()
 
 
 def tables(
@@ -100,10 +115,11 @@ def tables(
     loaded = handles(sel, list(dict.fromkeys(name for name, _ in configs)))
     imgs = samples(sel)
     jobs = [(loaded[name], config, cache.table_key(config, sel.device)) for name, config in configs if name in loaded]
+    sources = _sources(sel, [c for _, c in configs])
     cold = [job for job in jobs if job[2] not in _warm()]
     if cold:
-        _fill(cold, imgs, what)
-    return pd.concat([cache.per_image(key, h, imgs, c) for h, c, key in jobs], ignore_index=True)
+        _fill(cold, imgs, what, sources)
+    return pd.concat([cache.per_image(key, h, imgs, c, sources) for h, c, key in jobs], ignore_index=True)
 
 
 def per_image(
@@ -123,14 +139,20 @@ def per_image(
 
 
 def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> compute.GalleryData:
-    """Gallery data of ``model`` at the sidebar's gallery eps and ``layer`` (cells filled with a progress bar)."""
+    """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once per session (cells
+    filled with a progress bar, images and maps kept from the same pass), then read from session state."""
     eps = sel.gallery_eps
     config = sel.config(model, layers=(layer,), eps=(eps,))
-    key = cache.table_key(config, sel.device)
-    imgs = samples(sel)
-    if key not in _warm():
-        _fill([(handle, config, key)], imgs, "Computing the gallery")
-    return cache.gallery(key, handle, imgs, config, eps, layer)
+    key = cache.table_key(config, sel.device, "gallery")
+    memo = st.session_state.setdefault(GALLERIES, {})
+    if key not in memo:
+        imgs = samples(sel)
+        report, close = _bar("Computing the gallery", len(imgs))
+        memo[key] = compute.gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
+        close()
+        for old in list(memo)[:-MAX_GALLERIES]:
+            del memo[old]
+    return memo[key]
 
 
 def extra_views(

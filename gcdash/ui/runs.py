@@ -9,7 +9,8 @@ import io
 import pandas as pd
 import streamlit as st
 
-from gcdash import pipeline, plots
+from gcdash import pipeline
+from gcdash.config import eps_text
 from gcdash.ui import cache, compute, report, run
 from gcdash.ui.state import Selection
 
@@ -77,7 +78,7 @@ def runs_table() -> pd.DataFrame:
                 "method": cfg.get("cam", {}).get("method", ""),
                 "images": cfg.get("data", {}).get("n"),
                 "source": cfg.get("data", {}).get("source", ""),
-                "eps": ", ".join(plots.eps_text(e) for e in cfg.get("eps", [])),
+                "eps": ", ".join(eps_text(e) for e in cfg.get("eps", [])),
                 "layers": cfg.get("layers") if isinstance(cfg.get("layers"), str) else ", ".join(cfg.get("layers")),
                 "target": cfg.get("target", ""),
                 "rows": r["n_rows"],

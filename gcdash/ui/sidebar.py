@@ -14,12 +14,13 @@ from typing import Any
 import streamlit as st
 import torch
 
-from gcdash import cams, data, models, pipeline
-from gcdash.config import DEFAULT_EPS, DataConfig, ModelSpec
+from gcdash import attacks, cams, data, metrics, models, pipeline
+from gcdash.config import DEFAULT_EPS, AttackConfig, DataConfig, ModelSpec
 from gcdash.errors import GcdashError
 from gcdash.targets import TARGETS
 from gcdash.ui import cache, values
 from gcdash.ui.state import (
+    ATTACK_PREFIX,
     LAYERS_PREFIX,
     NAMES_PREFIX,
     PARAM_PREFIX,
@@ -48,14 +49,17 @@ def render() -> Selection:
         specs = _weights_section(chosen)
         method, params = _method_section()
         layer_mode, custom = _layers_section(specs)
+        comparisons = _comparisons_section()
+        attack = _attack_section()
         eps, gallery_eps = _eps_section()
         keep_valid("target", TARGETS.names(), "pred")
         target = bound(st.selectbox, "Target policy", "target", TARGETS.names(), help=_targets_help())
         device = _device_caption()
     values.sync_url()
     sel = Selection(
-        data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device, specs
-    )
+        data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device, specs,
+        attack, comparisons,
+    )  # fmt: skip
     st.session_state[SELECTION] = sel
     return sel
 
@@ -213,21 +217,65 @@ def _typed(name: str, default: Any) -> None:
         values.request(**{name: default})
 
 
+def _param_widgets(prefix: str, defaults: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """One widget per parameter, typed by its default; returns the values that differ from the defaults."""
+    chosen = {}
+    for param, default in defaults.items():
+        key = f"{prefix}{param}"
+        values.dynamic(key, default)
+        _typed(key, default)
+        value = PARAM_WIDGETS.get(type(default), PARAM_WIDGETS[float])(param, key)
+        if value != default:
+            chosen[param] = value
+    return tuple(sorted(chosen.items()))
+
+
 def _method_section() -> tuple[str, tuple[tuple[str, Any], ...]]:
     st.header("Explanation")
     keep_valid("method", cams.names(), "gradcam")
     name = bound(st.selectbox, "CAM method", "method", cams.names(), format_func=lambda m: cams.get(m).label)
     method = cams.get(name)
     st.caption(f"{method.paper} · cost: {method.cost}")
-    params = {}
-    for param, default in method.defaults.items():
-        key = f"{PARAM_PREFIX}{param}"
-        values.dynamic(key, default)
-        _typed(key, default)
-        value = PARAM_WIDGETS.get(type(default), PARAM_WIDGETS[float])(param, key)
-        if value != default:
-            params[param] = value
-    return method.name, tuple(sorted(params.items()))
+    return method.name, _param_widgets(PARAM_PREFIX, method.defaults)
+
+
+def _comparisons_section() -> tuple[str, ...]:
+    extra = [name for name in metrics.dissimilarities() if name != "nissim"]
+    keep_valid("compare", extra, [])
+    picked = bound(
+        st.multiselect,
+        "Also compare maps by",
+        "compare",
+        extra,
+        format_func=lambda c: metrics.comparison(c).label,
+        placeholder="NISSIM only (the paper's)",
+        help="computed from the cached maps: no model pass. Spearman: rank correlation of the pixels; "
+        "top-k: share of the hottest pixels that moved (Ghorbani et al., AAAI 2019)",
+    )
+    return tuple(picked)
+
+
+def _attack_section() -> AttackConfig:
+    st.header("Attack")
+    keep_valid("attack", attacks.names(), "fgsm")
+    name = bound(st.selectbox, "Attack", "attack", attacks.names(), format_func=lambda a: attacks.get(a).label)
+    attack = attacks.get(name)
+    st.caption(f"{attack.paper} · cost: {attack.cost()}")
+    params = _param_widgets(f"{ATTACK_PREFIX}{name}.", attack.defaults)
+    if not attack.uses_model:
+        return AttackConfig(name, params)
+    key = f"{ATTACK_PREFIX}{name}.source"
+    values.dynamic(key, "")
+    keep_valid(key, ["", *models.names()], "")
+    source = bound(
+        st.selectbox,
+        "Crafted on",
+        key,
+        ["", *models.names()],
+        format_func=lambda m: m or "each model itself (white-box)",
+        help="transfer attack: the perturbation is computed on this model and evaluated on the selected ones",
+    )
+    return AttackConfig(name, tuple(sorted((*params, *((("source", source),) if source else ())))))
 
 
 def _layers_section(specs: tuple[tuple[str, ModelSpec], ...]) -> tuple[str, tuple[tuple[str, tuple[str, ...]], ...]]:
@@ -251,7 +299,6 @@ def _layers_section(specs: tuple[tuple[str, ModelSpec], ...]) -> tuple[str, tupl
 
 # -- eps, target, device ------------------------------------------------------------------------------------
 def _eps_section() -> tuple[tuple[float, ...], float]:
-    st.header("Attack (FGSM)")
     options = list(dict.fromkeys([*PARAMS["eps"].default, *EXTRA_EPS, *values.get("eps", [])]))
     texts = bound(
         st.multiselect,
@@ -273,7 +320,7 @@ def _eps_section() -> tuple[tuple[float, ...], float]:
 
 
 def _eps_choices(eps: tuple[float, ...]) -> list[str]:
-    from gcdash.plots import eps_text
+    from gcdash.config import eps_text
 
     positive = [eps_text(e) for e in eps if e > 0]
     return positive or ["0"]

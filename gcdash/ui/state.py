@@ -12,10 +12,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gcdash.config import DEFAULT_EPS, CamConfig, DataConfig, ModelSpec, SweepConfig, parse_eps
-from gcdash.plots import eps_text
+from gcdash.config import (
+    DEFAULT_EPS,
+    NISSIM,
+    AttackConfig,
+    CamConfig,
+    CompareConfig,
+    DataConfig,
+    ModelSpec,
+    SweepConfig,
+    eps_text,
+    parse_eps,
+)
 
 PARAM_PREFIX = "p."  # p.<name>: a parameter of the CAM method
+ATTACK_PREFIX = "a."  # a.<name>: a parameter of the attack
 LAYERS_PREFIX = "layers."  # layers.<model>: the custom layers of a model
 WEIGHTS_PREFIX = "weights."  # weights.<model>: a checkpoint path for that model ("" = its default weights)
 NAMES_PREFIX = "classnames."  # classnames.<model>: its class names (.txt, .json or an image folder)
@@ -83,6 +94,8 @@ PARAMS: dict[str, Param] = {
         Param("layers", "default"),
         Param("eps", list(DEFAULT_EPS_TEXTS)),
         Param("eps1", "8/255"),
+        Param("attack", "fgsm"),
+        Param("compare", []),
         Param("target", "pred"),
         # page-level values worth sharing: the gallery's model and enlarged image, the distribution plot kind
         Param("gmodel", ""),
@@ -107,7 +120,7 @@ def url_to_state(query: Mapping[str, list[str]]) -> tuple[dict[str, Any], list[s
             values[key] = decode_value(list(raw), [])
         elif key.startswith((WEIGHTS_PREFIX, NAMES_PREFIX)):
             values[key] = raw[-1] if raw else ""
-        elif key.startswith(PARAM_PREFIX):
+        elif key.startswith((PARAM_PREFIX, ATTACK_PREFIX)):
             values[key] = raw[-1] if raw else ""  # typed by the sidebar, which knows the method's defaults
     return values, problems
 
@@ -140,6 +153,8 @@ class Selection:
     target: str = "pred"
     device: str = "cpu"
     model_specs: tuple[tuple[str, ModelSpec], ...] = ()  # per model: weights and build options, where chosen
+    attack: AttackConfig = field(default_factory=AttackConfig)
+    comparisons: tuple[str, ...] = ()  # computed beside NISSIM
 
     def spec(self, model: str) -> ModelSpec:
         """How ``model`` is loaded: its checkpoint and build options from the sidebar, else its defaults."""
@@ -162,8 +177,9 @@ class Selection:
         layers: str | tuple[str, ...] | None = None,
         method: str | None = None,
         eps: tuple[float, ...] | None = None,
+        attack: AttackConfig | None = None,
     ) -> SweepConfig:
-        """The one-model sweep config behind a page's table (overrides: layers, method, eps)."""
+        """The one-model sweep config behind a page's table (overrides: layers, method, eps, attack)."""
         method = method or self.method
         return SweepConfig(
             models=(self.spec(model),),
@@ -172,6 +188,8 @@ class Selection:
             layers=self.layers_for(model) if layers is None else layers,
             cam=CamConfig(method, self.method_params(method)),
             target=self.target,
+            attack=attack or self.attack,
+            comparisons=(NISSIM, *(CompareConfig(name) for name in self.comparisons)),
         )
 
     def sweep_configs(self, models: tuple[str, ...] | None = None) -> list[SweepConfig]:
@@ -182,11 +200,15 @@ class Selection:
             return [self.config(name) for name in names]
         return [replace(self.config(names[0]), models=tuple(self.spec(name) for name in names))]
 
+    def _attack_params(self) -> str:
+        return f" ({', '.join(f'{k}={v}' for k, v in self.attack.params)})" if self.attack.params else ""
+
     def describe(self) -> str:
         """One line for captions and reports."""
         eps = ", ".join(eps_text(e) for e in self.eps)
         n = "all" if self.data.n is None else self.data.n
         return (
             f"{n} images from {self.data.source} · models {', '.join(self.models)} · {self.method} · "
+            f"attack {self.attack.name}{self._attack_params()} · "
             f"layers {self.layer_mode} · eps {eps} · target {self.target} · {self.device}"
         )

@@ -5,7 +5,8 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from gcdash import metrics
+from gcdash import metrics, results
+from gcdash.metrics import structural
 
 
 def _pairs(n: int, seed: int = 0, shape=(40, 48)) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +63,7 @@ def test_ssim_runs_on_torch_tensors_and_keeps_pairs_apart():
 def test_chunking_does_not_change_results(monkeypatch, gaussian):
     a, b = _pairs(9, seed=8)
     whole = metrics.ssim(a, b, gaussian=gaussian)
-    monkeypatch.setattr(metrics, "_CHUNK_PIXELS", 2 * 40 * 48)  # two pairs per chunk
+    monkeypatch.setattr(structural, "_CHUNK_PIXELS", 2 * 40 * 48)  # two pairs per chunk
     np.testing.assert_array_equal(metrics.ssim(a, b, gaussian=gaussian), whole)
 
 
@@ -108,7 +109,7 @@ def test_accuracy_and_attack_success():
 
 def test_bootstrap_interval_brackets_the_mean_and_is_seeded():
     values = np.random.default_rng(7).random(200)
-    lo, hi = metrics.bootstrap_ci(values, seed=1)
+    lo, hi = results.bootstrap_ci(values, seed=1)
     assert lo < values.mean() < hi
     assert hi - lo < 0.2
-    assert metrics.bootstrap_ci(values, seed=1) == (lo, hi)
+    assert results.bootstrap_ci(values, seed=1) == (lo, hi)

@@ -1,17 +1,12 @@
-"""Dissimilarity of explanations (Chakraborty et al., CVPRW 2022) and accuracy under attack.
+"""SSIM (Wang et al., IEEE TIP 2004), batched in torch on any device, and NISSIM (Chakraborty et al., CVPRW 2022).
 
-- ``ssim``: SSIM (Wang et al., IEEE TIP 2004), batched in torch on any device, equal to
-  ``skimage.metrics.structural_similarity(a, b, data_range=1.0)`` (7×7 uniform window, sample covariance,
-  K1 = 0.01, K2 = 0.03, mean over the valid region), or with ``gaussian=True`` to skimage's
-  ``gaussian_weights=True, sigma=1.5, use_sample_covariance=False`` (11×11 window).
-- ``nissim = (1 − SSIM) / 2`` ∈ [0, 1]: 0 = same explanation, 1 = opposite.
-- ``mod``: Mean Observed Dissimilarity, the mean NISSIM over the adversarial test set at one eps.
-- ``vid``: Variation in Dissimilarity, the population std of MOD over the eps > 0 levels.
+``ssim`` equals ``skimage.metrics.structural_similarity(a, b, data_range=1.0)`` (7×7 uniform window, sample
+covariance, K1 = 0.01, K2 = 0.03, mean over the valid region), or with ``gaussian=True`` skimage's
+``gaussian_weights=True, sigma=1.5, use_sample_covariance=False`` (11×11 window).
+``nissim = (1 − SSIM) / 2`` ∈ [0, 1]: 0 = same explanation, 1 = opposite.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -100,48 +95,3 @@ def nissim(a: ArrayLike, b: ArrayLike, **ssim_options) -> np.ndarray:
 
 def nissim_from_ssim(s: ArrayLike) -> np.ndarray:
     return np.clip((1.0 - np.asarray(s, dtype=np.float64)) / 2.0, 0.0, 1.0)
-
-
-def mod(values: Sequence[float] | np.ndarray) -> float:
-    """Mean Observed Dissimilarity: ``MOD = mean_i NISSIM_i`` over the images attacked at one eps."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        raise ValueError("MOD of an empty set of images")
-    return float(arr.mean())
-
-
-def vid(mod_by_eps: Mapping[float, float]) -> float:
-    """Variation in Dissimilarity: ``m = mean_e MOD_e``, ``VID = sqrt(mean_e (MOD_e − m)²)`` over eps > 0
-    (eps = 0 is the control, trivially 0, and is left out)."""
-    values = np.array([v for e, v in mod_by_eps.items() if e > 0], dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("VID needs MOD at one eps > 0 at least")
-    return float(values.std(ddof=0))
-
-
-def accuracy(pred: ArrayLike, labels: ArrayLike) -> float:
-    """Share of labelled images (label ≥ 0) whose prediction equals the label; NaN when none is labelled."""
-    pred, labels = np.asarray(pred), np.asarray(labels)
-    known = labels >= 0
-    return float((pred[known] == labels[known]).mean()) if known.any() else float("nan")
-
-
-def attack_success(pred_clean: ArrayLike, pred_adv: ArrayLike, labels: ArrayLike) -> float:
-    """Share of clean-correct images whose prediction the attack flips; NaN when none is clean-correct."""
-    pred_clean, pred_adv, labels = np.asarray(pred_clean), np.asarray(pred_adv), np.asarray(labels)
-    correct = (labels >= 0) & (pred_clean == labels)
-    return float((pred_adv[correct] != pred_clean[correct]).mean()) if correct.any() else float("nan")
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean (e.g. the 95% band around MOD)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = arr[rng.integers(0, arr.size, size=(n_boot, arr.size))].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)

@@ -1,0 +1,148 @@
+"""What an attack is, as the engine sees it: a name, its parameters, what it caches per image, and its cost.
+
+Two shapes cover the L∞ attacks gcdash ships:
+
+- :class:`DirectionAttack`: one direction ``d`` per image serves every eps, ``x' = clip(x + eps·d, 0, 1)``
+  (FGSM's sign of the gradient, the noise control's random signs). The engine caches ``d`` as int8, once.
+- :class:`IterativeAttack`: the adversarial image depends on eps through the iterations (PGD); the engine caches
+  ``x'`` itself (float32), once per (image, eps).
+
+Every attack returns images in [0, 1] within ``‖x' − x‖∞ ≤ eps``; eps = 0 returns ``x``. Gradient attacks leave the
+network's parameters, their ``.grad`` and its train/eval flags as they were.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gcdash.errors import GcdashError
+from gcdash.models.handle import eval_mode
+
+SOURCE = "source"  # the parameter every gradient attack takes: craft the perturbation on another registered model
+
+
+def check_pixels(x: torch.Tensor) -> None:
+    """Attacks live in pixel space: ``x`` must be a float NCHW batch in [0, 1]."""
+    if x.ndim != 4 or not x.is_floating_point():
+        raise GcdashError(f"expected a float image batch (N, C, H, W), got {tuple(x.shape)} {x.dtype}")
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise GcdashError("images must be RGB floats in [0, 1]; normalisation belongs inside the model")
+
+
+def check_eps(eps: float | Sequence[float]) -> list[float]:
+    """Validate eps values (finite, ≥ 0) and return them as a list."""
+    values = [float(eps)] if isinstance(eps, int | float) else [float(e) for e in eps]
+    bad = [e for e in values if not (e >= 0 and e < float("inf"))]
+    if bad:
+        raise GcdashError(f"eps must be finite and ≥ 0, got {bad[0]}")
+    return values
+
+
+def perturb(x: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor:
+    """``clip(x + eps·d, 0, 1)``; eps = 0 returns a copy of ``x`` exactly."""
+    if eps == 0:
+        return x.clone()
+    return (x + eps * direction.to(x.dtype)).clamp_(0.0, 1.0)
+
+
+def resolve_labels(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """The class each image's loss is taken on: ``y`` where ≥ 0, the clean top-1 of ``net`` where ``y`` is None or
+    −1 (an unlabelled image)."""
+    if y is not None:
+        y = torch.as_tensor(y).to(x.device).long()
+        if bool((y >= 0).all()):
+            return y
+    with eval_mode(net), torch.no_grad():
+        pred = net(x).argmax(dim=1)
+    return pred if y is None else torch.where(y >= 0, y, pred)
+
+
+def loss_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``∇x Σ_i CE(f(x_i), y_i)`` with ``torch.autograd.grad`` (no parameter's ``.grad`` is written)."""
+    with eval_mode(net), torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        loss = F.cross_entropy(net(xg), y.to(x.device).long(), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xg)
+    return grad
+
+
+class Attack(ABC):
+    """A named L∞ attack. ``defaults`` are its parameters; ``uses_model`` is False for attacks that never look at
+    the network (their cached perturbations are shared by every model); ``per_eps`` says whether what is cached
+    depends on eps. Gradient attacks also take ``source=MODEL`` (resolved by the caller into the network used)."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    paper: ClassVar[str] = ""
+    defaults: ClassVar[dict[str, Any]] = {}
+    uses_model: ClassVar[bool] = True
+    per_eps: ClassVar[bool] = False
+    stored_dtype: ClassVar[torch.dtype] = torch.int8
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        """The full parameter set: defaults updated with ``overrides`` (unknown names are an error). ``source`` is
+        accepted by attacks that use a model and kept out of the result: the caller resolves it."""
+        overrides.pop(SOURCE, None) if self.uses_model else None
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            takes = sorted(self.defaults) + ([SOURCE] if self.uses_model else [])
+            raise GcdashError(f"attack {self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {takes}")
+        params = {**self.defaults, **overrides}
+        self.check(params)
+        return params
+
+    def check(self, params: dict[str, Any]) -> None:  # noqa: B027 (an optional hook)
+        """Refuse parameter values that make no sense (a GcdashError naming the parameter)."""
+
+    def key(self, params: dict[str, Any]) -> list:
+        """The attack's part of a cache key: its name and every parameter that changes the perturbation."""
+        return [self.name, sorted(params.items())]
+
+    @abstractmethod
+    def passes(self, n_eps: int, params: dict[str, Any]) -> int:
+        """Model passes per image to perturb it at ``n_eps`` eps values > 0 (gradient passes count one each)."""
+
+    def cost(self, params: dict[str, Any] | None = None) -> str:
+        """The cost in words, for the CLI and the dashboard."""
+        params = self.params(**(params or {}))
+        one, five = self.passes(1, params), self.passes(5, params)
+        return f"{one} pass per image for one eps, {five} for five" if one != five else f"{one} pass per image"
+
+    @abstractmethod
+    def state(
+        self, net: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, eps: float | None, **params: Any
+    ) -> torch.Tensor:
+        """What the engine caches for ``x`` (and ``eps`` when ``per_eps``); ``y`` the labels (−1 = unlabelled)."""
+
+    @abstractmethod
+    def apply(self, x: torch.Tensor, state: torch.Tensor, eps: float) -> torch.Tensor:
+        """The adversarial batch at ``eps`` from ``x`` and its cached ``state``."""
+
+
+class DirectionAttack(Attack):
+    """One direction ``d ∈ {−1, 0, 1}`` per image for every eps: ``x' = clip(x + eps·d, 0, 1)``."""
+
+    per_eps = False
+    stored_dtype = torch.int8
+
+    def passes(self, n_eps: int, params: dict[str, Any]) -> int:
+        return 1 if self.uses_model else 0
+
+    def apply(self, x: torch.Tensor, state: torch.Tensor, eps: float) -> torch.Tensor:
+        return perturb(x, state, eps)
+
+
+class IterativeAttack(Attack):
+    """The adversarial image itself is the state, one per (image, eps)."""
+
+    per_eps = True
+    stored_dtype = torch.float32
+
+    def apply(self, x: torch.Tensor, state: torch.Tensor, eps: float) -> torch.Tensor:
+        return x.clone() if eps == 0 else state.to(x.device, x.dtype)

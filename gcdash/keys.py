@@ -1,0 +1,58 @@
+"""Every cache key in one place. A key names everything its value depends on, so a changed input is a miss.
+
+Keys are built in two steps: one digest per (image, variant) — the model's weights, the preprocessed image and
+how it was perturbed (clean, or attack + parameters + the model that crafted it + the label it ascended + eps) —
+computed once per batch; cells under it (logits, each layer's map) extend it with a few plain strings.
+
+- ``variant``: SHA-256 of (schema, model digest, image hash, attack part, eps);
+- ``logits:<variant>`` and ``map:<variant>:<method>:<target>:<layer>``;
+- ``state``: what an attack caches for an image (FGSM's direction, PGD's image), shared by every model the
+  perturbation is evaluated on: (attacking model's digest or none, image hash, attack part, eps or none);
+- ``pair``: one comparison of two maps at one resolution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import torch
+
+from gcdash.store import cell_key
+
+CLEAN = None  # the attack part of an unperturbed image
+
+
+def image_hash(x: torch.Tensor) -> str:
+    """Content hash of one preprocessed image (float32 CHW at the model's input size)."""
+    arr = x.detach().cpu().to(torch.float32).contiguous().numpy()
+    return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()[:32]
+
+
+def short(parts: object) -> str:
+    """A 16-hex-digit digest of a JSON-able description (a method with its parameters, a comparison)."""
+    return cell_key(parts)[:16]
+
+
+def variants(model: str, hashes: Sequence[str], attack: Sequence[list | None] | None, eps: float) -> list[str]:
+    """One variant key per image: ``attack`` gives each image's attack part (None, or eps = 0: the clean image)."""
+    if eps == 0 or attack is None:
+        return [cell_key("variant", model, h, CLEAN, 0.0) for h in hashes]
+    return [cell_key("variant", model, h, part, float(eps)) for h, part in zip(hashes, attack)]
+
+
+def logits(variant: str) -> str:
+    return f"logits:{variant}"
+
+
+def map_key(variant: str, method: str, target: int, layer: str) -> str:
+    return f"map:{variant}:{method}:{int(target)}:{layer}"
+
+
+def state(attacker: str | None, image: str, attack: list, eps: float | None) -> str:
+    return cell_key("state", attacker, image, attack, eps)
+
+
+def pair(clean_map: str, adv_map: str, size: Sequence[int], comparison: str) -> str:
+    text = f"{clean_map}|{adv_map}|{size[0]}x{size[1]}|{comparison}"
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,158 @@
+"""Ways of comparing two explanations, as a registry entry each: a raw score per pair and the dissimilarity in
+[0, 1] it maps to (0 = the same map). All take maps (N, H, W) at the input resolution and work batched in torch
+on any device, in float64.
+
+- ``nissim``: ``(1 − SSIM) / 2`` (Chakraborty et al., CVPRW 2022), uniform 7×7 or Gaussian (σ 1.5) window.
+- ``spearman``: ``(1 − ρ) / 2``, ρ Spearman's rank correlation of the pixels, ties given their average rank
+  (Ghorbani et al., AAAI 2019, "Interpretation of neural networks is fragile").
+- ``topk``: ``1 − |T_k(a) ∩ T_k(b)| / k``, the share of the top-k pixels of one map missing from the other's
+  (Ghorbani et al.'s top-k intersection).
+
+Constant maps (an all-zero CAM, say) are defined, never NaN: Spearman's ρ of two constant maps is 1 (neither
+orders any pixel, so they agree) and of one constant map against a varying one 0 (no relation); top-k breaks ties
+by pixel index, so two constant maps share their top set.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from gcdash.errors import GcdashError
+from gcdash.metrics.structural import nissim_from_ssim, ssim
+
+_CHUNK_PIXELS = 2**22  # pairs per chunk × H × W, to bound the working set of the rank comparisons
+
+
+class Comparison(ABC):
+    """A named map comparison: ``raw(a, b)`` is what the cache stores (SSIM, ρ, the top-k overlap),
+    ``dissimilarity(raw)`` maps it into [0, 1], 0 = the same map."""
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    paper: ClassVar[str] = ""
+    raw_name: ClassVar[str] = ""  # a per-image column for the raw score, where people read it (ssim)
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            raise GcdashError(
+                f"comparison {self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {sorted(self.defaults)}"
+            )
+        params = {k: type(v)(overrides.get(k, v)) for k, v in self.defaults.items()}
+        self.check(params)
+        return params
+
+    def check(self, params: dict[str, Any]) -> None:  # noqa: B027 (an optional hook)
+        """Refuse parameter values that make no sense."""
+
+    def key(self, params: dict[str, Any]) -> list:
+        return [self.name, sorted(params.items())]
+
+    @abstractmethod
+    def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
+        """The raw score of each pair of maps (N, H, W) → float64 (N,)."""
+
+    @abstractmethod
+    def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
+        """Raw scores → dissimilarities in [0, 1]."""
+
+
+class Nissim(Comparison):
+    """NISSIM = ``(1 − SSIM) / 2`` with SSIM equal to skimage's (see :func:`gcdash.metrics.ssim`)."""
+
+    name, label, raw_name = "nissim", "NISSIM (1 − SSIM) / 2", "ssim"
+    paper = "Chakraborty et al., CVPRW 2022"
+    defaults: ClassVar[dict[str, Any]] = {"gaussian": False}
+
+    def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
+        return ssim(a, b, gaussian=bool(params.get("gaussian", False)))
+
+    def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
+        return nissim_from_ssim(raw)
+
+
+def average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..P−1 along the last axis of (N, P), tied values sharing their average rank (scipy's ``rankdata``
+    "average", less one)."""
+    n, p = v.shape
+    ordered, order = v.sort(dim=1, stable=True)
+    starts = torch.ones_like(ordered, dtype=torch.bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    group = (starts.cumsum(1) - 1) + p * torch.arange(n, device=v.device)[:, None]
+    position = torch.arange(p, dtype=torch.float64, device=v.device).expand(n, p)
+    sums = torch.zeros(n * p, dtype=torch.float64, device=v.device).scatter_add_(0, group.flatten(), position.flatten())
+    counts = torch.zeros(n * p, dtype=torch.float64, device=v.device).scatter_add_(
+        0, group.flatten(), torch.ones(n * p, dtype=torch.float64, device=v.device)
+    )
+    mean_rank = (sums / counts.clamp(min=1))[group]
+    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
+
+
+def _chunks(a: torch.Tensor, b: torch.Tensor):
+    step = max(1, _CHUNK_PIXELS // max(1, a.shape[-1] * a.shape[-2]))
+    for i in range(0, len(a), step):
+        yield a[i : i + step].flatten(1).double(), b[i : i + step].flatten(1).double()
+
+
+def _as_maps(a, b) -> tuple[torch.Tensor, torch.Tensor]:
+    ta = a if isinstance(a, torch.Tensor) else torch.from_numpy(np.asarray(a))
+    tb = b if isinstance(b, torch.Tensor) else torch.from_numpy(np.asarray(b))
+    ta, tb = (ta[None] if ta.ndim == 2 else ta), (tb[None] if tb.ndim == 2 else tb)
+    if ta.shape != tb.shape:
+        raise ValueError(f"maps differ in shape: {tuple(ta.shape)} vs {tuple(tb.shape)}")
+    return ta, tb.to(ta.device)
+
+
+class Spearman(Comparison):
+    """``(1 − ρ) / 2`` with ρ the Pearson correlation of the pixels' average ranks (Spearman's ρ)."""
+
+    name, label = "spearman", "Spearman rank shift (1 − ρ) / 2"
+    paper = "Ghorbani et al., AAAI 2019"
+
+    def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
+        a, b = _as_maps(a, b)
+        out = []
+        for x, y in _chunks(a, b):
+            rx, ry = average_ranks(x), average_ranks(y)
+            rx, ry = rx - rx.mean(1, keepdim=True), ry - ry.mean(1, keepdim=True)
+            sx, sy = rx.square().sum(1), ry.square().sum(1)
+            rho = (rx * ry).sum(1) / (sx * sy).sqrt().clamp(min=1e-300)
+            rho = torch.where((sx == 0) & (sy == 0), 1.0, torch.where((sx == 0) | (sy == 0), 0.0, rho))
+            out.append(rho.clamp(-1.0, 1.0))
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip((1.0 - np.asarray(raw, dtype=np.float64)) / 2.0, 0.0, 1.0)
+
+
+class TopK(Comparison):
+    """``1 − |T_k(a) ∩ T_k(b)| / k``, ``T_k`` the k highest pixels, ``k = round(share · H·W)`` (at least 1).
+
+    The default share, 2%, is Ghorbani et al.'s 1000 of 227×227 pixels; it is also about one cell of a 7×7 layer
+    (1/49), the resolution of the deepest layers, so a move of the peak by one cell shows as a large shift."""
+
+    name, label = "topk", "top-k pixels lost 1 − |Tk ∩ Tk'| / k"
+    paper = "Ghorbani et al., AAAI 2019"
+    defaults: ClassVar[dict[str, Any]] = {"share": 0.02}
+
+    def check(self, params: dict[str, Any]) -> None:
+        if not 0 < params["share"] <= 1:
+            raise GcdashError(f"topk share must be in (0, 1], got {params['share']}")
+
+    def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
+        a, b = _as_maps(a, b)
+        k = max(1, round(float(params.get("share", self.defaults["share"])) * a.shape[-1] * a.shape[-2]))
+        out = []
+        for x, y in _chunks(a, b):
+            top = [v.sort(dim=1, descending=True, stable=True).indices[:, :k] for v in (x, y)]
+            masks = [torch.zeros_like(x, dtype=torch.bool).scatter_(1, t, True) for t in top]
+            out.append((masks[0] & masks[1]).sum(1).double() / k)
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(1.0 - np.asarray(raw, dtype=np.float64), 0.0, 1.0)
