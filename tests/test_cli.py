@@ -35,6 +35,29 @@ def test_sweep_writes_the_three_tables(tmp_path, capsys):
     assert "MOD@8/255" in printed and "vid" in printed
 
 
+def test_attack_and_comparisons_reach_every_table(tmp_path, capsys):
+    out = tmp_path / "o"
+    args = ["--attack", "pgd", "--attack-param", "steps=2", "--dissimilarity", "spearman,topk"]
+    assert main([*BASE, *args, "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
+    per_image = pd.read_parquet(out / "per_image.parquet")
+    assert {"attack", "source", "nissim", "spearman", "topk"} <= set(per_image.columns)
+    assert set(per_image["attack"]) == {"pgd"} and set(per_image["source"]) == {"tiny-cnn"}
+    summary = pd.read_csv(out / "summary.csv")
+    assert {"mod_flipped", "mod_kept", "mod_spearman", "mod_topk"} <= set(summary.columns)
+    assert {"vid", "vid_spearman", "vid_topk"} <= set(pd.read_csv(out / "vid.csv").columns)
+    transfer = tmp_path / "t"
+    assert (
+        main([*BASE, "--attack-param", "source=tiny-cnn2", "--out", str(transfer), "--cache", str(tmp_path / "c")]) == 0
+    )
+    assert set(pd.read_parquet(transfer / "per_image.parquet")["source"]) == {"tiny-cnn2"}
+
+
+def test_attacks_are_listed_with_their_cost(capsys):
+    assert main(["attacks"]) == 0
+    printed = capsys.readouterr().out
+    assert "pgd" in printed and "steps=10" in printed and "noise" in printed and "no model pass" in printed
+
+
 def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
     args = [*BASE, "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "c")]
     assert main(args) == 0
@@ -64,6 +87,14 @@ def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
         (["--target", "nope"], "unknown target policy 'nope'; choose from: pred, clean-pred, label"),
         (["--cam-param", "x=1"], "--cam-param"),
         (["--device", "tpu"], "unknown device"),
+        (["--attack", "cw"], "unknown attack 'cw'; choose from: fgsm, pgd, noise"),
+        (["--attack", "pgd", "--attack-param", "steps=two"], "--attack-param steps must be a int"),
+        (["--attack", "pgd", "--attack-param", "steps=0"], "pgd steps must be ≥ 1"),
+        (["--attack", "noise", "--attack-param", "source=tiny-cnn2"], "--attack-param 'source=tiny-cnn2': noise"),
+        (["--attack-param", "source=nope"], "unknown model 'nope'"),
+        (["--dissimilarity", "nissim,l2"], "unknown comparison 'l2'; choose from: nissim, spearman, topk"),
+        (["--dissimilarity-param", "topk.share=2"], "NAME.PARAM=VALUE with NAME in ['nissim']"),
+        (["--dissimilarity", "topk", "--dissimilarity-param", "topk.share=2"], "topk share must be in (0, 1]"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, change, message):

@@ -121,3 +121,86 @@ def test_views_match_the_table(tiny_handle, tiny_samples, store):
     assert np.abs(views.adv - views.clean).max() <= 8 / 255 + 1e-6
     assert views.clean_map.shape == (8, 32, 32) and views.adv_map.max() <= 1
     np.testing.assert_allclose(views.table["nissim"], metrics.nissim(views.clean_map, views.adv_map), atol=1e-6)
+
+
+def _counting(handle):
+    counted = []
+    hook = handle.net.register_forward_hook(lambda m, i, o: counted.append(len(i[0])))
+    return counted, hook
+
+
+def test_changing_only_the_attack_reuses_every_clean_cell(tiny_handle, tiny_samples, store):
+    from gcdash.config import AttackConfig
+
+    _engine(tiny_handle, store).table(tiny_samples, EPS, "all")
+    n, n_eps = len(tiny_samples), 2
+    noise = _engine(tiny_handle, store, attack=AttackConfig("noise"))
+    counted, hook = _counting(tiny_handle)
+    noise.table(tiny_samples, EPS, "all")
+    hook.remove()
+    assert noise.passes == sum(counted) == n * n_eps  # one CAM pass per eps > 0; the clean pass and no attack pass
+    pgd = _engine(tiny_handle, store, attack=AttackConfig("pgd", (("steps", 3),)))
+    pgd.table(tiny_samples, EPS, "all")
+    assert pgd.passes == n * n_eps * (3 + 1)  # 3 gradient steps and one CAM pass per eps
+
+
+def test_a_new_comparison_makes_no_model_pass(tiny_handle, tiny_samples, store, monkeypatch):
+    from gcdash.config import NISSIM, CompareConfig
+
+    first = _engine(tiny_handle, store).table(tiny_samples, EPS, "all")
+    monkeypatch.setattr(cams, "explain", lambda *a, **k: pytest.fail("a model pass for a new comparison"))
+    both = (NISSIM, CompareConfig("spearman"), CompareConfig("topk", (("share", 0.1),)))
+    engine = _engine(tiny_handle, store, comparisons=both)
+    table = engine.table(tiny_samples, EPS, "all")
+    assert engine.passes == 0
+    pd.testing.assert_frame_equal(table[first.columns], first)
+    assert table[["spearman", "topk"]].notna().all().all()
+    assert (table.loc[table.eps == 0, ["spearman", "topk"]] == 0).all().all()
+
+
+def test_comparisons_in_the_table_equal_a_direct_computation(tiny_handle, tiny_samples, store):
+    from gcdash.attacks import attack
+    from gcdash.config import NISSIM, AttackConfig, CompareConfig
+
+    config = AttackConfig("pgd", (("steps", 2),))
+    comparisons = (NISSIM, CompareConfig("spearman"), CompareConfig("topk"))
+    table = _engine(tiny_handle, store, attack=config, comparisons=comparisons).table(
+        tiny_samples, [8 / 255], ["block2"]
+    )
+    x = tiny_handle.preprocess(tiny_samples.images)
+    adv = attack("pgd", tiny_handle.net, x, torch.as_tensor(tiny_samples.labels), 8 / 255, steps=2)
+    clean_map = cams.compute(tiny_handle, x, ["block2"])["block2"]
+    adv_map = cams.compute(tiny_handle, adv, ["block2"])["block2"]
+    for name in ("nissim", "spearman", "topk"):
+        np.testing.assert_allclose(table[name], metrics.dissimilarity(name, clean_map, adv_map), atol=1e-5)
+
+
+def test_a_transfer_attack_is_crafted_on_its_source(tiny_handle, tiny_samples, store):
+    from gcdash import models
+    from gcdash.attacks import fgsm
+    from gcdash.config import AttackConfig
+
+    source = models.load("tiny-cnn2")
+    engine = _engine(tiny_handle, store, attack=AttackConfig("fgsm", (("source", "tiny-cnn2"),)), source=source)
+    table = engine.table(tiny_samples, [8 / 255], ["block2"])
+    x = tiny_handle.preprocess(tiny_samples.images)
+    adv = fgsm(source.net, x, torch.as_tensor(tiny_samples.labels), 8 / 255)
+    clean_map = cams.compute(tiny_handle, x, ["block2"])["block2"]
+    adv_map = cams.compute(tiny_handle, adv, ["block2"])["block2"]
+    np.testing.assert_allclose(table["nissim"], metrics.nissim(clean_map, adv_map), atol=1e-5)
+    white = _engine(tiny_handle, store).table(tiny_samples, [8 / 255], ["block2"])
+    assert not np.allclose(white["nissim"], table["nissim"])
+    itself = _engine(tiny_handle, store, attack=AttackConfig("fgsm", (("source", "tiny-cnn"),)), source=tiny_handle)
+    pd.testing.assert_frame_equal(itself.table(tiny_samples, [8 / 255], ["block2"]), white)
+    assert itself.passes == 0  # crafted on the model itself is the white-box attack, cache and all
+
+
+def test_the_gallery_reads_the_store_once_per_kind(tiny_handle, tiny_samples, store, monkeypatch):
+    _engine(tiny_handle, store).table(tiny_samples, [8 / 255], ["block3"])
+    reads = []
+    original = store.get_arrays
+    monkeypatch.setattr(store, "get_arrays", lambda keys: reads.append(len(keys)) or original(keys))
+    engine = _engine(tiny_handle, store, batch_size=8)
+    engine.gallery(tiny_samples, 8 / 255, "block3")
+    assert engine.passes == 0
+    assert len(reads) == 4  # clean logits, attacked logits, both maps at once, the attack's directions

@@ -75,7 +75,7 @@ def attack(
     method = get(name)
     values = check_eps(eps)
     check_pixels(x)
-    net = source_net(params.pop(SOURCE, None), x) or net
+    net = source_net(params.pop(SOURCE, None) if method.uses_model else None, x) or net
     if method.uses_model and net is None:
         raise GcdashError(f"attack {name} needs a network")
     params = method.params(**params)

@@ -109,10 +109,14 @@ class Attack(ABC):
         """Model passes per image to perturb it at ``n_eps`` eps values > 0 (gradient passes count one each)."""
 
     def cost(self, params: dict[str, Any] | None = None) -> str:
-        """The cost in words, for the CLI and the dashboard."""
+        """The cost in words, for the CLI and the dashboard (besides the CAM pass of each attacked image)."""
         params = self.params(**(params or {}))
         one, five = self.passes(1, params), self.passes(5, params)
-        return f"{one} pass per image for one eps, {five} for five" if one != five else f"{one} pass per image"
+        if five == 0:
+            return "no model pass (the perturbation ignores the model)"
+        if one == five:
+            return f"{one} gradient pass per image, for every eps"
+        return f"{one} gradient passes per image and eps"
 
     @abstractmethod
     def state(

@@ -8,12 +8,6 @@ from gcdash import attacks
 from gcdash.errors import GcdashError
 
 
-@pytest.fixture
-def batch():
-    torch.manual_seed(0)
-    return torch.rand(16, 3, 32, 32), torch.randint(0, 5, (16,))
-
-
 def test_fgsm_stays_in_the_eps_ball_and_the_pixel_box(tiny_handle, batch):
     x, y = batch
     for eps in (1 / 255, 8 / 255, 0.5):
