@@ -16,7 +16,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from gcdash import results
+from gcdash import metrics, results
 from gcdash.config import eps_text
 
 COLORS = px.colors.qualitative.Plotly
@@ -29,6 +29,8 @@ def series_of(table: pd.DataFrame) -> pd.Series:
     """One label per row: the model, the method, the attack and the layer, each where it varies (the model when
     none does), and "from SOURCE" on a transfer attack's rows."""
     parts = [c for c in ("model", "method", "attack") if c in table and table[c].nunique() > 1]
+    if "attack" in parts and "model" not in parts:
+        parts.insert(0, "model")  # "demo-vgg · noise" reads better than "noise"
     if table.groupby("model")["layer"].nunique().max() > 1:
         parts.append("layer")
     labels = table[parts or ["model"]].astype(str).agg(" · ".join, axis=1)
@@ -283,6 +285,30 @@ def mod_vs_drop(summary: pd.DataFrame) -> go.Figure:
         title="MOD vs accuracy drop (one point per eps)",
     )
     return fig.update_traces(textposition="top center", marker_size=10)
+
+
+def mod_by_comparison(summary: pd.DataFrame) -> go.Figure:
+    """MOD against eps under each comparison the summary carries (NISSIM and ``mod_<name>``), one panel each:
+    does the conclusion depend on how the maps are compared?"""
+    table = _prepared(summary)
+    extras = [name for name in metrics.dissimilarities() if f"mod_{name}" in summary.columns]
+    names = {"mod": "nissim", **{f"mod_{name}": name for name in extras}}
+    long = table.melt(id_vars=["series", "eps_text"], value_vars=list(names), var_name="comparison", value_name="MOD")
+    long["comparison"] = long["comparison"].map(names)
+    fig = px.line(
+        long,
+        x="eps_text",
+        y="MOD",
+        color="series",
+        facet_col="comparison",
+        markers=True,
+        color_discrete_map=_colors(table["series"]),
+        labels={"eps_text": "eps"},
+        category_orders={"eps_text": _eps_order(table), "comparison": list(names.values())},
+        title="MOD under each map comparison",
+    )
+    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
+    return fig.update_yaxes(range=[0, 1.02])
 
 
 # -- layers -------------------------------------------------------------------------------------------------

@@ -77,6 +77,18 @@ def vid(summary_table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*VID_COLUMNS, *(f"vid_{name}" for name in extras)])
 
 
+def control_gap(summary_table: pd.DataFrame, control: str = "noise") -> pd.DataFrame:
+    """Per (model, method, layer, eps > 0): the attacks' MOD beside the ``control``'s at the same eps, and the gap
+    (attack − control), the part of the shift the adversarial direction adds over a random one of that size."""
+    keys = ["model", "method", "layer", "eps"]
+    positive = summary_table[summary_table["eps"] > 0]
+    base = positive[positive["attack"] == control][[*keys, "mod"]].rename(columns={"mod": f"mod_{control}"})
+    attacked = positive[positive["attack"] != control][[*keys, "attack", "source", "mod"]]
+    out = attacked.merge(base, on=keys)
+    out["gap"] = out["mod"] - out[f"mod_{control}"]
+    return out.reset_index(drop=True)
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray, level: float = 0.95, n_boot: int = 1000, seed: int = 0
 ) -> tuple[float, float]:

@@ -1,21 +1,29 @@
-"""Compare models: MOD vs eps with a 95% bootstrap band, VID, accuracy under attack, MOD vs accuracy drop, and
-the MOD/VID table, with CSV and chart downloads."""
+"""Compare models: MOD vs eps with a 95% bootstrap band beside the random-noise control, VID, accuracy under
+attack, MOD vs accuracy drop, MOD under each map comparison, and the MOD/VID table, with CSV and chart downloads."""
 
+import pandas as pd
 import streamlit as st
 
 from gcdash import plots, results
+from gcdash.config import AttackConfig
 from gcdash.ui import cache, page, report, run
 
 st.title("Compare models")
 st.caption(
     "The paper's claim: a model whose explanation shifts less under attack (low MOD, low VID) is the "
-    "more robust one. MOD = mean NISSIM at one eps; VID = std of MOD over eps > 0."
+    "more robust one. MOD = mean NISSIM at one eps; VID = std of MOD over eps > 0. The random-noise control "
+    "moves every pixel by the same eps in a random direction: the gap to it is what the attack's direction adds."
 )
 
 with page.guard():
     sel = page.selection()
     run.require_models(sel)
     table = run.per_image(sel)
+    with_control = sel.attack.name != "noise" and st.toggle(
+        "Beside the random-noise control", value=True, key="cmp.control", help="one CAM pass per image and eps"
+    )
+    if with_control:
+        table = pd.concat([table, run.per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
     summary = cache.summary_ci(table)
     charts = {
         "mod_vs_eps": plots.mod_bands(summary),
@@ -23,10 +31,19 @@ with page.guard():
         "accuracy": plots.accuracy_curves(summary),
         "mod_vs_accuracy_drop": plots.mod_vs_drop(summary),
     }
+    if sel.comparisons:
+        charts["mod_by_comparison"] = plots.mod_by_comparison(summary)
 
     left, right = st.columns([3, 2])
     left.plotly_chart(charts["mod_vs_eps"], key="cmp.mod")
     right.plotly_chart(charts["vid"], key="cmp.vid")
+    if with_control:
+        gap = results.control_gap(summary)
+        st.markdown("**The attack against the noise control** (gap = attack MOD − noise MOD at the same eps)")
+        st.dataframe(gap, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in (
+            "mod", "mod_noise", "gap")})  # fmt: skip
+    if "mod_by_comparison" in charts:
+        st.plotly_chart(charts["mod_by_comparison"], key="cmp.comparisons")
     st.plotly_chart(charts["accuracy"], key="cmp.acc")
     left, right = st.columns([2, 3])
     left.plotly_chart(charts["mod_vs_accuracy_drop"], key="cmp.drop")
@@ -35,7 +52,7 @@ with page.guard():
     right.dataframe(
         mod_vid,
         hide_index=True,
-        column_config={c: st.column_config.NumberColumn(format="%.4f") for c in mod_vid.columns[3:]},
+        column_config={c: st.column_config.NumberColumn(format="%.4f") for c in mod_vid.columns[len(results.GROUP) :]},
     )
 
     st.subheader("Downloads")

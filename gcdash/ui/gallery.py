@@ -203,13 +203,23 @@ def show(panels: list[GalleryData]) -> None:
     rows = order(panels[0].table, sort, show_ or "all")
     pages = max(1, math.ceil(len(rows) / per_page))
     _clamp_page("g.page", pages)
-    st.caption(f"{len(rows)} of {len(ids)} images · eps {eps_text(panels[0].eps)}")
+    st.caption(f"{len(rows)} of {len(ids)} images · {attack_text(panels[0].table)} at eps {eps_text(panels[0].eps)}")
     header(columns_of(panels))
     number = st.session_state.get("g.page", 1)
     for i in rows[(number - 1) * per_page : number * per_page]:
         row(panels, i, look)
     st.pagination(pages, key="g.page", persist_state="session")
     sync_url()  # the enlarged image is part of the link
+
+
+def attack_text(table) -> str:
+    """The attack behind a gallery's rows, for people: "FGSM", "PGD (L∞) crafted on demo-vgg"."""
+    from gcdash import attacks
+
+    first = table.iloc[0]
+    label = attacks.get(first["attack"]).label
+    transfer = first["source"] not in (first["model"], "none")
+    return f"{label} crafted on {first['source']}" if transfer else label
 
 
 def view_names() -> dict[str, str]:

@@ -35,6 +35,8 @@ def report_html(per_image: pd.DataFrame, title: str = "gcdash report", subtitle:
     figures = comparison_figures(per_image)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures.values())]
     table = results.mod_vid_table(results.summary(per_image)).to_html(index=False, float_format="{:.4f}".format)
+    if "attack" in per_image:
+        subtitle = f"{subtitle} · attacks: {', '.join(per_image['attack'].unique())}".lstrip(" ·")
     body = "\n".join(f"<section>{p}</section>" for p in parts)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import streamlit as st
 
-from gcdash.config import SweepConfig
+from gcdash.config import AttackConfig, SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
@@ -128,10 +128,11 @@ def per_image(
     models: Sequence[str] | None = None,
     layers: str | tuple[str, ...] | None = None,
     methods: Sequence[str] | None = None,
+    attack: AttackConfig | None = None,
 ) -> pd.DataFrame:
-    """The per-image table of the selection (or of ``models`` × ``methods``, at ``layers``)."""
+    """The per-image table of the selection (or of ``models`` × ``methods``, at ``layers``, under ``attack``)."""
     configs = [
-        (name, sel.config(name, layers=layers, method=method))
+        (name, sel.config(name, layers=layers, method=method, attack=attack))
         for name in (models or sel.models)
         for method in (methods or [sel.method])
     ]

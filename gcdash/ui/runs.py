@@ -28,9 +28,18 @@ def start(sel: Selection) -> None:
 
 
 def cost(sel: Selection, n_images: int) -> str:
-    """What a cold cache costs: per image and model, 2 + (number of eps > 0) model passes for all layers."""
-    passes = n_images * len(sel.models) * (2 + sum(e > 0 for e in sel.eps))
-    return f"{n_images} images × {len(sel.models)} models: at most {passes} model passes on a cold cache"
+    """What a cold cache costs: per image and model, one CAM pass for the clean image and one per eps > 0 (all
+    layers), plus the attack's own passes (``Attack.passes``: FGSM 1, PGD steps × eps, noise 0)."""
+    from gcdash import attacks
+
+    n_eps = sum(e > 0 for e in sel.eps)
+    attack = attacks.get(sel.attack.name)
+    per_image = 1 + n_eps + attack.passes(n_eps, attack.params(**dict(sel.attack.params)))
+    passes = n_images * len(sel.models) * per_image
+    return (
+        f"{n_images} images × {len(sel.models)} models: at most {passes} model passes on a cold cache "
+        f"({per_image} per image: {1 + n_eps} CAM passes, {attack.name} {attack.cost(dict(sel.attack.params))})"
+    )
 
 
 def _job_text(job: compute.SweepJob) -> str:
@@ -65,6 +74,11 @@ def _progress_body(job: compute.SweepJob) -> None:
         st.success(f"Finished {job.total} images in {job.elapsed:.0f} s; the run is listed below.")
 
 
+def _attack_text(attack: dict) -> str:
+    params = ", ".join(f"{k}={v}" for k, v in attack.get("params", []))
+    return f"{attack['name']} ({params})" if params else attack["name"]
+
+
 def runs_table() -> pd.DataFrame:
     """The cached runs, newest first, one row each, described for people."""
     rows = []
@@ -76,6 +90,7 @@ def runs_table() -> pd.DataFrame:
                 "created": dt.datetime.fromtimestamp(r["created"]),
                 "models": ", ".join(m["name"] for m in cfg.get("models", [])),
                 "method": cfg.get("cam", {}).get("method", ""),
+                "attack": _attack_text(cfg.get("attack") or {"name": "fgsm"}),
                 "images": cfg.get("data", {}).get("n"),
                 "source": cfg.get("data", {}).get("source", ""),
                 "eps": ", ".join(eps_text(e) for e in cfg.get("eps", [])),
@@ -93,7 +108,7 @@ def exports(chosen: pd.DataFrame) -> None:
     HTML report of the comparison charts (all made on click)."""
     keys = list(chosen["key"])
     key = keys[0] if len(keys) == 1 else f"{keys[0]}+{len(keys) - 1}"
-    subtitle = " / ".join(f"{r.models} · {r.method} · eps {r.eps}" for r in chosen.itertuples())
+    subtitle = " / ".join(f"{r.models} · {r.method} · {r.attack} · eps {r.eps}" for r in chosen.itertuples())
     st.markdown(f"Export {len(keys)} run(s) ({subtitle}; {chosen['rows'].sum()} rows; select rows above to choose):")
 
     def table() -> pd.DataFrame:

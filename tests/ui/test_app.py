@@ -67,6 +67,18 @@ def test_gallery_rows(monkeypatch):
     assert at.get("pagination")
 
 
+def test_the_sidebar_attack_reaches_the_gallery_and_the_url():
+    at = app(attack="pgd", **{"a.pgd.steps": "2"})
+    assert_clean(at)
+    assert widget(at, "selectbox", "attack").value == "pgd"
+    assert widget(at, "number_input", "a.pgd.steps").value == 2
+    assert any("PGD (L∞) at eps 8/255" in c.value for c in at.caption)
+    assert at.query_params["attack"] in ("pgd", ["pgd"]) and at.query_params["a.pgd.steps"] in ("2", ["2"])
+    widget(at, "selectbox", "a.pgd.source").set_value("tiny-cnn2").run()
+    assert_clean(at)
+    assert any("PGD (L∞) crafted on tiny-cnn2 at eps" in c.value for c in at.caption)
+
+
 def test_gallery_view_controls_do_no_model_work(monkeypatch):
     at = app()
     calls = []
@@ -129,15 +141,24 @@ def test_compare_charts_follow_the_selection():
     at = app("pages/compare.py")
     assert_clean(at)
     specs = charts(at)
-    assert len(specs) == 4 and len(at.dataframe) == 1
-    assert {t["name"] for t in specs[0]["data"] if t.get("name")} == {"tiny-cnn", "tiny-cnn2"}
+    assert len(specs) == 4 and len(at.dataframe) == 2  # the attack-vs-noise table and the MOD/VID table
+    names = {t["name"] for t in specs[0]["data"] if t.get("name")}
+    assert names == {f"{m} · {a}" for m in ("tiny-cnn", "tiny-cnn2") for a in ("fgsm", "noise")}
     assert specs[0]["layout"]["xaxis"]["ticktext"] == ["0", "4/255", "8/255"]
     assert len(at.get("download_button")) == 3 + 4
+    gap = at.dataframe[0].value
+    assert set(gap["attack"]) == {"fgsm"} and (gap["gap"] == gap["mod"] - gap["mod_noise"]).all()
+    widget(at, "toggle", "cmp.control").set_value(False).run()
+    assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn", "tiny-cnn2"}
+    widget(at, "multiselect", "compare").set_value(["spearman", "topk"]).run()
+    assert_clean(at)
+    assert "MOD under each map comparison" in [c["layout"]["title"]["text"] for c in charts(at)]
+    assert {"MOD@8/255", "vid", "vid_spearman", "vid_topk"} <= set(at.dataframe[0].value.columns)
     widget(at, "multiselect", "eps").set_value(["0", "2/255", "8/255"]).run()
     assert_clean(at)
     assert charts(at)[0]["layout"]["xaxis"]["ticktext"] == ["0", "2/255", "8/255"]
     widget(at, "multiselect", "models").set_value(["tiny-cnn"]).run()
-    assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn"}
+    assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn"}  # the control is off
 
 
 def test_layers_page_uses_every_layer():
@@ -231,7 +252,8 @@ def test_unloadable_model_is_an_error_box(monkeypatch):
     at = app("pages/compare.py", models=["tiny-cnn", "vgg16"])
     assert not at.exception
     assert any("vgg16" in e.value for e in at.error)
-    assert {t["name"] for t in charts(at)[0]["data"] if t.get("name")} == {"tiny-cnn"}, "the other model still shows"
+    names = {t["name"] for t in charts(at)[0]["data"] if t.get("name")}
+    assert names == {"tiny-cnn · fgsm", "tiny-cnn · noise"}, "the other model still shows"
 
 
 def test_uploaded_images():
