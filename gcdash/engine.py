@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gcdash import attacks, cams, keys, metrics
+from gcdash import cams, keys, metrics
+from gcdash.adversary import Adversary
 from gcdash.config import NISSIM, AttackConfig, CompareConfig, SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
@@ -87,16 +88,17 @@ class ModelEngine:
         self.params = self.method.params(**(params or {}))
         self.method_key = keys.short([method, sorted(self.params.items())])
         self.policy = TARGETS.get(target)
-        attack = attack or AttackConfig()
-        self.attack = attacks.get(attack.name)
-        self.attack_params = self.attack.params(**dict(attack.params))
-        self.attack_key = self.attack.key(self.attack_params)
-        self.source = _checked_source(handle, source) if self.attack.uses_model else None
+        self.adversary = Adversary(handle, store, attack or AttackConfig(), source)
         self.comparisons = [_comparison(c) for c in comparisons]
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
-        self.passes = 0
+        self.cam_passes = 0
+
+    @property
+    def passes(self) -> int:
+        """Image-passes run by this engine: CAM passes and the attack's own."""
+        return self.cam_passes + self.adversary.passes
 
     @classmethod
     def from_config(
@@ -173,62 +175,18 @@ class ModelEngine:
         batch = Batch(x, [keys.image_hash(xi) for xi in x], np.asarray(samples.labels))
         batch.variants[0.0] = keys.variants(self.handle.digest, batch.hashes, None, 0.0)
         self._ensure_logits(batch, 0.0, layers)
-        parts = self._attack_parts(batch)
+        parts = self.adversary.parts(batch.labels, batch.pred(0.0))
         for eps in (e for e in eps_list if e > 0):
             batch.variants[eps] = keys.variants(self.handle.digest, batch.hashes, parts, eps)
             self._ensure_logits(batch, eps, layers)
         self._ensure_comparisons(batch, [(e, layer) for e in eps_list for layer in layers])
         return batch
 
-    # -- the attack ---------------------------------------------------------------------------------------
-    def _attack_labels(self, batch: Batch) -> np.ndarray:
-        """The label each image's attack ascends: the true one when known, else the clean prediction (the
-        attacked model's, already computed; a transfer source resolves its own, marked −1)."""
-        labels = batch.labels.astype(np.int64)
-        if self.source is not None:
-            return labels
-        return np.where(labels >= 0, labels, batch.pred(0.0))
-
-    def _attack_parts(self, batch: Batch) -> list[list]:
-        """Each image's attack part of its variant key: the attack, who crafted it, the label it ascended."""
-        if not self.attack.uses_model:
-            return [[self.attack_key]] * len(batch)
-        who = "self" if self.source is None else self.source.digest
-        return [[self.attack_key, who, int(label)] for label in self._attack_labels(batch)]
-
-    def _state_keys(self, batch: Batch, eps: float, idx: Sequence[int]) -> list[str]:
-        attacker = None if not self.attack.uses_model else (self.source or self.handle).digest
-        labels = self._attack_labels(batch) if self.attack.uses_model else None
-        state_eps = float(eps) if self.attack.per_eps else None
-        return [
-            keys.state(
-                attacker, batch.hashes[i], [self.attack_key, None if labels is None else int(labels[i])], state_eps
-            )
-            for i in idx
-        ]
-
-    def _adversarial(self, batch: Batch, eps: float, idx: list[int]) -> torch.Tensor:
-        """Attacked images ``idx`` at ``eps``, from cached attack states, computing the missing ones."""
-        state_keys = self._state_keys(batch, eps, idx)
-        found = self.store.get_arrays(state_keys)
-        todo = [j for j, k in enumerate(state_keys) if k not in found]
-        if todo:
-            found.update(self._new_states(batch, eps, [idx[j] for j in todo], [state_keys[j] for j in todo]))
-        state = torch.from_numpy(np.stack([found[k] for k in state_keys])).to(batch.x.dtype)
-        return self.attack.apply(batch.x[idx], state, eps)
-
-    def _new_states(self, batch: Batch, eps: float, rows: list[int], state_keys: list[str]) -> dict[str, np.ndarray]:
-        attacker = self.source or self.handle
-        y = torch.from_numpy(self._attack_labels(batch)[rows])
-        x = batch.x[rows].to(self.handle.device)
-        with attacker.lock:
-            state = self.attack.state(attacker.net, x, y, eps if self.attack.per_eps else None, **self.attack_params)
-        self.passes += self.attack.passes(1, self.attack_params) * len(rows)
-        new = {k: state[n].cpu().to(self.attack.stored_dtype).numpy() for n, k in enumerate(state_keys)}
-        self.store.put_arrays(new, "attack", attacker.digest if self.attack.uses_model else "")
-        return new
-
     # -- CAM passes ---------------------------------------------------------------------------------------
+    def _adversarial(self, batch: Batch, eps: float, idx: list[int]) -> torch.Tensor:
+        hashes = [batch.hashes[i] for i in idx]
+        return self.adversary.images(batch.x[idx], hashes, batch.labels[idx], batch.pred(0.0)[idx], eps)
+
     def _targets(self, batch: Batch, eps: float, idx: Sequence[int] | None = None) -> np.ndarray:
         """The class each map at ``eps`` explains, under the target policy."""
         source = self.policy.clean if eps == 0 else self.policy.adv
@@ -262,7 +220,7 @@ class ModelEngine:
         """One CAM pass over ``idx`` at ``eps`` for all ``layers``; stores logits and raw maps."""
         x = batch.x[idx] if eps == 0 else self._adversarial(batch, eps, idx)
         result = cams.explain(self.handle, x, list(layers), self.method.name, targets, **self.params)
-        self.passes += len(idx)
+        self.cam_passes += len(idx)
         logits = result.logits.float().numpy()
         if eps not in batch.logits:
             batch.logits[eps] = np.full((len(batch), logits.shape[1]), np.nan, np.float32)
@@ -368,20 +326,6 @@ def _comparison(config: CompareConfig) -> tuple[metrics.Comparison, dict, str]:
     comparison = metrics.comparison(config.name)
     params = comparison.params(**dict(config.params))
     return comparison, params, keys.short(comparison.key(params))
-
-
-def _checked_source(handle: ModelHandle, source: ModelHandle | None) -> ModelHandle | None:
-    """A transfer source must take the same images and name the same classes; the model itself is no transfer."""
-    if source is None or source.digest == handle.digest:
-        return None
-    if tuple(source.input_size) != tuple(handle.input_size) or source.crop != handle.crop:
-        raise GcdashError(
-            f"source model {source.name} takes {source.input_size[0]}×{source.input_size[1]} images, {handle.name} "
-            f"{handle.input_size[0]}×{handle.input_size[1]}: a transfer attack needs the same input"
-        )
-    if list(source.class_names) != list(handle.class_names):
-        raise GcdashError(f"source model {source.name} names other classes than {handle.name}")
-    return source
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

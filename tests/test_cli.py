@@ -61,13 +61,13 @@ def test_attacks_are_listed_with_their_cost(capsys):
 def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
     args = [*BASE, "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "c")]
     assert main(args) == 0
-    from gcdash import engine
+    from gcdash import attacks, engine
 
     def no_pass(*a, **k):
         raise AssertionError("a model pass ran on a warm cache")
 
     monkeypatch.setattr(engine.cams, "explain", no_pass)
-    monkeypatch.setattr(type(engine.attacks.get("fgsm")), "state", no_pass)
+    monkeypatch.setattr(type(attacks.get("fgsm")), "state", no_pass)
     assert main([*args[:-4], "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c")]) == 0
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "a" / "per_image.parquet"), pd.read_parquet(tmp_path / "b" / "per_image.parquet")

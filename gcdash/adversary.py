@@ -1,0 +1,91 @@
+"""The attack as one model's engine sees it: which label each image's attack ascends, the attack's part of each
+variant key, and the attacked images, read from their cached states (FGSM's direction, PGD's image, the noise's
+signs) or computed once. A transfer attack crafts its states on ``source``; the noise control on nothing, so its
+states are shared by every model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from gcdash import attacks, keys
+from gcdash.config import AttackConfig
+from gcdash.errors import GcdashError
+from gcdash.models.handle import ModelHandle
+from gcdash.store import Store
+
+
+class Adversary:
+    """``attack`` against ``handle``, crafted on ``source`` (None: ``handle`` itself), its states in ``store``.
+    ``passes`` counts the attack's image-passes (PGD's 10 steps on 8 images count 80)."""
+
+    def __init__(self, handle: ModelHandle, store: Store, attack: AttackConfig, source: ModelHandle | None) -> None:
+        self.handle, self.store = handle, store
+        self.attack = attacks.get(attack.name)
+        self.params = self.attack.params(**dict(attack.params))
+        self.key = self.attack.key(self.params)
+        self.source = checked_source(handle, source) if self.attack.uses_model else None
+        self.passes = 0
+
+    @property
+    def crafter(self) -> ModelHandle:
+        return self.source or self.handle
+
+    def labels(self, labels: np.ndarray, clean_pred: np.ndarray) -> np.ndarray:
+        """The label each image's attack ascends: the true one when known, else the clean prediction (the attacked
+        model's, already computed; a transfer source resolves its own, marked −1)."""
+        labels = labels.astype(np.int64)
+        return labels if self.source is not None else np.where(labels >= 0, labels, clean_pred)
+
+    def parts(self, labels: np.ndarray, clean_pred: np.ndarray) -> list[list]:
+        """Each image's attack part of its variant key: the attack, who crafted it, the label it ascended."""
+        if not self.attack.uses_model:
+            return [[self.key]] * len(labels)
+        who = "self" if self.source is None else self.source.digest
+        return [[self.key, who, int(label)] for label in self.labels(labels, clean_pred)]
+
+    def _state_keys(self, hashes: Sequence[str], ascended: np.ndarray | None, eps: float) -> list[str]:
+        crafter = self.crafter.digest if self.attack.uses_model else None
+        state_eps = float(eps) if self.attack.per_eps else None
+        labels = [None] * len(hashes) if ascended is None else [int(v) for v in ascended]
+        return [keys.state(crafter, h, [self.key, y], state_eps) for h, y in zip(hashes, labels)]
+
+    def images(self, x: torch.Tensor, hashes: Sequence[str], labels: np.ndarray, clean_pred: np.ndarray, eps: float):
+        """The attacked batch ``x`` (images with content ``hashes``) at ``eps``, computing missing states once."""
+        ascended = self.labels(labels, clean_pred) if self.attack.uses_model else None
+        state_keys = self._state_keys(hashes, ascended, eps)
+        found = self.store.get_arrays(state_keys)
+        todo = [j for j, k in enumerate(state_keys) if k not in found]
+        if todo:
+            y = None if ascended is None else torch.from_numpy(ascended[todo])
+            found.update(self._new_states(x[todo], y, eps, [state_keys[j] for j in todo]))
+        state = torch.from_numpy(np.stack([found[k] for k in state_keys])).to(x.dtype)
+        return self.attack.apply(x, state, eps)
+
+    def _new_states(self, x: torch.Tensor, y: torch.Tensor | None, eps: float, state_keys: list[str]) -> dict:
+        crafter = self.crafter
+        with crafter.lock:
+            state = self.attack.state(
+                crafter.net, x.to(self.handle.device), y, eps if self.attack.per_eps else None, **self.params
+            )
+        self.passes += self.attack.passes(1, self.params) * len(x)
+        new = {k: state[n].cpu().to(self.attack.stored_dtype).numpy() for n, k in enumerate(state_keys)}
+        self.store.put_arrays(new, "attack", crafter.digest if self.attack.uses_model else "")
+        return new
+
+
+def checked_source(handle: ModelHandle, source: ModelHandle | None) -> ModelHandle | None:
+    """A transfer source must take the same images and name the same classes; the model itself is no transfer."""
+    if source is None or source.digest == handle.digest:
+        return None
+    if tuple(source.input_size) != tuple(handle.input_size) or source.crop != handle.crop:
+        raise GcdashError(
+            f"source model {source.name} takes {source.input_size[0]}×{source.input_size[1]} images, {handle.name} "
+            f"{handle.input_size[0]}×{handle.input_size[1]}: a transfer attack needs the same input"
+        )
+    if list(source.class_names) != list(handle.class_names):
+        raise GcdashError(f"source model {source.name} names other classes than {handle.name}")
+    return source
