@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from gcdash import plots, results
-from gcdash.config import AttackConfig
+from gcdash.config import AttackConfig, eps_text
 from gcdash.ui import cache, page, report, run
 
 st.title("Compare models")
@@ -38,10 +38,13 @@ with page.guard():
     left.plotly_chart(charts["mod_vs_eps"], key="cmp.mod")
     right.plotly_chart(charts["vid"], key="cmp.vid")
     if with_control:
-        gap = results.control_gap(summary)
+        gap = results.control_gap(summary).assign(eps=lambda t: t["eps"].map(eps_text))
         st.markdown("**The attack against the noise control** (gap = attack MOD − noise MOD at the same eps)")
-        st.dataframe(gap, hide_index=True, column_config={c: st.column_config.NumberColumn(format="%.4f") for c in (
-            "mod", "mod_noise", "gap")})  # fmt: skip
+        st.dataframe(
+            gap[["model", "layer", "eps", "attack", "source", "mod", "mod_noise", "gap"]],
+            hide_index=True,
+            column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("mod", "mod_noise", "gap")},
+        )
     if "mod_by_comparison" in charts:
         st.plotly_chart(charts["mod_by_comparison"], key="cmp.comparisons")
     st.plotly_chart(charts["accuracy"], key="cmp.acc")
