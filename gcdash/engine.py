@@ -42,7 +42,6 @@ class Batch:
     logits: dict[float, np.ndarray] = field(default_factory=dict)
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # raw maps by key, as read or computed
     raw: dict[tuple[str, float, str], np.ndarray] = field(default_factory=dict)  # (comparison, eps, layer) → (N,)
-    adv: dict[float, torch.Tensor] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -135,9 +134,8 @@ class ModelEngine:
         comparison's dissimilarity."""
         names = self.handle.resolve_layers(layers)
         eps_list = sorted({float(e) for e in eps})
-        frames = [self._rows(part, batch, eps_list, names) for part, batch in self._batches(
-            samples, eps_list, names, progress, should_stop)]  # fmt: skip
-        table = pd.concat(frames, ignore_index=True)
+        batches = self._batches(samples, eps_list, names, progress, should_stop)
+        table = pd.concat([self._rows(part, batch, eps_list, names) for part, batch in batches], ignore_index=True)
         order = {name: i for i, name in enumerate(names)}, {image_id: i for i, image_id in enumerate(samples.ids)}
         sort_key = [table["layer"].map(order[0]), table["eps"], table["image_id"].map(order[1])]
         return table.iloc[np.lexsort(sort_key[::-1])].reset_index(drop=True)

@@ -72,12 +72,21 @@ def load_samples(config: SweepConfig) -> Samples:
 
 
 def load_handles(config: SweepConfig, device: str) -> dict[str, ModelHandle]:
-    """Load each model of ``config`` on ``device`` and check its layer selection (errors before any work)."""
+    """Load each model of ``config`` on ``device`` and check its layer selection and, for a transfer attack, that
+    its source fits it (errors before any work). A source among the models is used with their weights; another
+    one is loaded with its default weights and returned too."""
+    from gcdash.adversary import checked_source
+
     handles = {}
     for spec in config.models:
         handle = models.load(spec.name, weights=spec.weights, **dict(spec.options)).to(device)
         handle.resolve_layers(config.layers)
         handles[spec.name] = handle
+    source = config.attack.source
+    if source:
+        handles.setdefault(source, models.load(source).to(device))
+        for spec in config.models:
+            checked_source(handles[spec.name], handles[source])
     return handles
 
 

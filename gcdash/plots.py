@@ -248,25 +248,30 @@ ACCURACY_METRICS = {
 }
 
 
-def accuracy_curves(summary: pd.DataFrame) -> go.Figure:
-    """Clean and adversarial accuracy and attack success against eps, one panel each."""
-    table = _prepared(summary)
-    long = table.melt(id_vars=["series", "eps_text"], value_vars=list(ACCURACY_METRICS), var_name="metric")
-    long["metric"] = long["metric"].map(ACCURACY_METRICS)
+def _facet_lines(table: pd.DataFrame, columns: dict[str, str], facet: str, y: str, title: str) -> go.Figure:
+    """One panel per ``columns`` entry (column → panel title), value against eps, one line per series."""
+    long = table.melt(id_vars=["series", "eps_text"], value_vars=list(columns), var_name=facet, value_name=y)
+    long[facet] = long[facet].map(columns)
     fig = px.line(
         long,
         x="eps_text",
-        y="value",
+        y=y,
         color="series",
-        facet_col="metric",
+        facet_col=facet,
         markers=True,
         color_discrete_map=_colors(table["series"]),
-        labels={"eps_text": "eps", "value": ""},
-        category_orders={"eps_text": _eps_order(table), "metric": list(ACCURACY_METRICS.values())},
-        title="Accuracy under attack",
+        labels={"eps_text": "eps", y: y},
+        category_orders={"eps_text": _eps_order(table), facet: list(columns.values())},
+        title=title,
     )
     fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
     return fig.update_yaxes(range=[0, 1.02])
+
+
+def accuracy_curves(summary: pd.DataFrame) -> go.Figure:
+    """Clean and adversarial accuracy and attack success against eps, one panel each."""
+    fig = _facet_lines(_prepared(summary), ACCURACY_METRICS, "metric", "value", "Accuracy under attack")
+    return fig.update_yaxes(title="")
 
 
 def mod_vs_drop(summary: pd.DataFrame) -> go.Figure:
@@ -290,25 +295,9 @@ def mod_vs_drop(summary: pd.DataFrame) -> go.Figure:
 def mod_by_comparison(summary: pd.DataFrame) -> go.Figure:
     """MOD against eps under each comparison the summary carries (NISSIM and ``mod_<name>``), one panel each:
     does the conclusion depend on how the maps are compared?"""
-    table = _prepared(summary)
     extras = [name for name in metrics.dissimilarities() if f"mod_{name}" in summary.columns]
-    names = {"mod": "nissim", **{f"mod_{name}": name for name in extras}}
-    long = table.melt(id_vars=["series", "eps_text"], value_vars=list(names), var_name="comparison", value_name="MOD")
-    long["comparison"] = long["comparison"].map(names)
-    fig = px.line(
-        long,
-        x="eps_text",
-        y="MOD",
-        color="series",
-        facet_col="comparison",
-        markers=True,
-        color_discrete_map=_colors(table["series"]),
-        labels={"eps_text": "eps"},
-        category_orders={"eps_text": _eps_order(table), "comparison": list(names.values())},
-        title="MOD under each map comparison",
-    )
-    fig.for_each_annotation(lambda a: a.update(text=a.text.split("=")[-1]))
-    return fig.update_yaxes(range=[0, 1.02])
+    columns = {"mod": "nissim", **{f"mod_{name}": name for name in extras}}
+    return _facet_lines(_prepared(summary), columns, "comparison", "MOD", "MOD under each map comparison")
 
 
 # -- layers -------------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ the list of valid ones."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from gcdash.errors import GcdashError
 
@@ -43,3 +43,45 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._entries)
+
+
+def _typed(default: Any, value: Any) -> Any:
+    """``value`` as the type of ``default`` (a bool from text: "1", "true", "yes" are True)."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+    return type(default)(value) if isinstance(default, int | float | str) else value
+
+
+class Configurable:
+    """A registry entry with named parameters: ``defaults``, :meth:`params` (unknown names refused, values typed
+    like their defaults, then :meth:`check`-ed) and :meth:`key`, its part of a cache key."""
+
+    kind: ClassVar[str] = "entry"
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def params(self, **overrides: Any) -> dict[str, Any]:
+        """The full parameter set: defaults updated with ``overrides``."""
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            raise GcdashError(
+                f"{self.kind} {self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {self.takes()}"
+            )
+        try:
+            params = {k: _typed(v, overrides[k]) if k in overrides else v for k, v in self.defaults.items()}
+        except (TypeError, ValueError) as err:
+            raise GcdashError(f"{self.kind} {self.name}: a parameter has the wrong type ({err})") from None
+        self.check(params)
+        return params
+
+    def takes(self) -> list[str]:
+        """The parameter names it accepts, for error messages."""
+        return sorted(self.defaults)
+
+    def check(self, params: dict[str, Any]) -> None:
+        """Refuse parameter values that make no sense (a GcdashError naming the parameter); nothing by default."""
+        return None
+
+    def key(self, params: dict[str, Any]) -> list:
+        """Its part of a cache key: the name and every parameter."""
+        return [self.name, sorted(params.items())]

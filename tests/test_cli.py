@@ -52,6 +52,20 @@ def test_attack_and_comparisons_reach_every_table(tmp_path, capsys):
     assert set(pd.read_parquet(transfer / "per_image.parquet")["source"]) == {"tiny-cnn2"}
 
 
+def test_a_transfer_source_that_takes_other_images_is_refused_before_any_work(tmp_path, capsys):
+    import tiny
+
+    from gcdash import models
+
+    if "tiny-48" not in models.MODELS:
+        models.register("tiny-48", lambda weights="default": tiny.tiny_handle(2, 48, "tiny-48"), family="test")
+    where = ["--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")]
+    code = main([*BASE, "--attack-param", "source=tiny-48", *where])
+    assert code == 2
+    assert "source model tiny-48 takes 48×48 images, tiny-cnn 32×32" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # refused before the cache was opened
+
+
 def test_attacks_are_listed_with_their_cost(capsys):
     assert main(["attacks"]) == 0
     printed = capsys.readouterr().out

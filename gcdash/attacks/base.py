@@ -23,6 +23,7 @@ from torch import nn
 
 from gcdash.errors import GcdashError
 from gcdash.models.handle import eval_mode
+from gcdash.registry import Configurable
 
 SOURCE = "source"  # the parameter every gradient attack takes: craft the perturbation on another registered model
 
@@ -72,37 +73,27 @@ def loss_gradient(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Ten
     return grad
 
 
-class Attack(ABC):
+class Attack(Configurable, ABC):
     """A named L∞ attack. ``defaults`` are its parameters; ``uses_model`` is False for attacks that never look at
     the network (their cached perturbations are shared by every model); ``per_eps`` says whether what is cached
     depends on eps. Gradient attacks also take ``source=MODEL`` (resolved by the caller into the network used)."""
 
-    name: ClassVar[str]
+    kind = "attack"
     label: ClassVar[str]
     paper: ClassVar[str] = ""
-    defaults: ClassVar[dict[str, Any]] = {}
     uses_model: ClassVar[bool] = True
     per_eps: ClassVar[bool] = False
     stored_dtype: ClassVar[torch.dtype] = torch.int8
 
     def params(self, **overrides: Any) -> dict[str, Any]:
-        """The full parameter set: defaults updated with ``overrides`` (unknown names are an error). ``source`` is
-        accepted by attacks that use a model and kept out of the result: the caller resolves it."""
-        overrides.pop(SOURCE, None) if self.uses_model else None
-        unknown = set(overrides) - set(self.defaults)
-        if unknown:
-            takes = sorted(self.defaults) + ([SOURCE] if self.uses_model else [])
-            raise GcdashError(f"attack {self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {takes}")
-        params = {**self.defaults, **overrides}
-        self.check(params)
-        return params
+        """The full parameter set (see :class:`~gcdash.registry.Configurable`). ``source`` is accepted by attacks
+        that use a model and kept out of the result: the caller resolves it into the network used."""
+        if self.uses_model:
+            overrides.pop(SOURCE, None)
+        return super().params(**overrides)
 
-    def check(self, params: dict[str, Any]) -> None:  # noqa: B027 (an optional hook)
-        """Refuse parameter values that make no sense (a GcdashError naming the parameter)."""
-
-    def key(self, params: dict[str, Any]) -> list:
-        """The attack's part of a cache key: its name and every parameter that changes the perturbation."""
-        return [self.name, sorted(params.items())]
+    def takes(self) -> list[str]:
+        return sorted([*self.defaults, *([SOURCE] if self.uses_model else [])])
 
     @abstractmethod
     def passes(self, n_eps: int, params: dict[str, Any]) -> int:

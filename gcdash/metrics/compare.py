@@ -23,35 +23,19 @@ import torch
 
 from gcdash.errors import GcdashError
 from gcdash.metrics.structural import nissim_from_ssim, ssim
+from gcdash.registry import Configurable
 
 _CHUNK_PIXELS = 2**22  # pairs per chunk × H × W, to bound the working set of the rank comparisons
 
 
-class Comparison(ABC):
+class Comparison(Configurable, ABC):
     """A named map comparison: ``raw(a, b)`` is what the cache stores (SSIM, ρ, the top-k overlap),
     ``dissimilarity(raw)`` maps it into [0, 1], 0 = the same map."""
 
-    name: ClassVar[str]
+    kind = "comparison"
     label: ClassVar[str]
     paper: ClassVar[str] = ""
     raw_name: ClassVar[str] = ""  # a per-image column for the raw score, where people read it (ssim)
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def params(self, **overrides: Any) -> dict[str, Any]:
-        unknown = set(overrides) - set(self.defaults)
-        if unknown:
-            raise GcdashError(
-                f"comparison {self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {sorted(self.defaults)}"
-            )
-        params = {k: type(v)(overrides.get(k, v)) for k, v in self.defaults.items()}
-        self.check(params)
-        return params
-
-    def check(self, params: dict[str, Any]) -> None:  # noqa: B027 (an optional hook)
-        """Refuse parameter values that make no sense."""
-
-    def key(self, params: dict[str, Any]) -> list:
-        return [self.name, sorted(params.items())]
 
     @abstractmethod
     def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
