@@ -72,6 +72,11 @@ class Adversary:
                 crafter.net, x.to(self.handle.device), y, eps if self.attack.per_eps else None, **self.params
             )
         self.passes += self.attack.passes(1, self.params) * len(x)
+        if not torch.isfinite(state).all():
+            raise GcdashError(
+                f"attack {self.attack.name} on model {crafter.name} gave non-finite perturbations (NaN or inf): "
+                "are its weights broken? Nothing of them was stored"
+            )
         new = {k: state[n].cpu().to(self.attack.stored_dtype).numpy() for n, k in enumerate(state_keys)}
         self.store.put_arrays(new, "attack", crafter.digest if self.attack.uses_model else "")
         return new

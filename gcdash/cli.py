@@ -57,7 +57,11 @@ def _weights(text: str | None, model_names: list[str]) -> dict[str, str]:
         return {}
     if "=" not in text:
         return dict.fromkeys(model_names, text)
-    pairs = dict(p.split("=", 1) for p in text.split(","))
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if "=" not in p]
+    if bad:
+        raise GcdashError(f"--weights {bad[0]!r}: give one checkpoint for all models, or name=PATH pairs for each")
+    pairs = dict(p.split("=", 1) for p in parts)
     unknown = set(pairs) - set(model_names)
     if unknown:
         raise GcdashError(f"--weights names {sorted(unknown)[0]!r}, which is not among --models")
@@ -133,6 +137,10 @@ def build_config(args: argparse.Namespace):
     targets.TARGETS.get(args.target)
     if args.n is not None and args.n < 1:
         raise GcdashError(f"--n must be ≥ 1, got {args.n}")
+    if args.seed < 0:
+        raise GcdashError(f"--seed must be ≥ 0, got {args.seed}")
+    if args.batch_size < 1:
+        raise GcdashError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     options = {
         k: v
         for k, v in (
@@ -168,8 +176,12 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     config = build_config(args)
     device = pipeline.resolve_device(args.device)
+    pipeline.check_out_dir(args.out)
+    store = Store(args.cache)
+    store.check()
     samples = pipeline.load_samples(config)
     handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
+    pipeline.check_inputs(config, samples, handles)
     bar = tqdm(total=len(samples) * len(config.models), unit="img", desc="sweep", file=sys.stderr)
 
     def progress(done: int, total: int, what: str) -> None:
@@ -178,7 +190,7 @@ def run_sweep(args: argparse.Namespace) -> int:
 
     try:
         result = pipeline.sweep(
-            config, Store(args.cache), device=device, batch_size=args.batch_size,
+            config, store, device=device, batch_size=args.batch_size,
             handles=handles, samples=samples, progress=progress,
         )  # fmt: skip
     finally:

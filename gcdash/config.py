@@ -15,6 +15,7 @@ from typing import Any
 from gcdash.errors import GcdashError
 
 DEFAULT_EPS: tuple[float, ...] = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+MAX_EPS = 1.0  # an L∞ budget on [0, 1] pixels: above 1 every pixel can already reach any value
 Params = tuple[tuple[str, Any], ...]
 
 
@@ -26,11 +27,16 @@ def parse_eps(text: str) -> tuple[float, ...]:
             values.append(float(Fraction(part)))
         except (ValueError, ZeroDivisionError):
             raise GcdashError(f"eps {part!r} is not a number (use e.g. 0.004 or 4/255)") from None
+        except OverflowError:
+            raise GcdashError(f"eps {part!r} is out of range: eps is at most {MAX_EPS:g} on [0, 1] pixels") from None
     if not values:
         raise GcdashError("give at least one eps value, e.g. --eps 4/255,8/255")
     bad = [v for v in values if v < 0]
     if bad:
         raise GcdashError(f"eps must be ≥ 0, got {bad[0]}")
+    big = [v for v in values if v > MAX_EPS]
+    if big:
+        raise GcdashError(f"eps {big[0]:g} is above {MAX_EPS:g}: an L∞ budget on [0, 1] pixels cannot exceed 1")
     return tuple(sorted(set(values)))
 
 

@@ -220,6 +220,9 @@ class ModelEngine:
         result = cams.explain(self.handle, x, list(layers), self.method.name, targets, **self.params)
         self.cam_passes += len(idx)
         logits = result.logits.float().numpy()
+        self._require_finite("logits", logits, eps)
+        for layer in layers:
+            self._require_finite(f"CAM maps at layer {layer}", result.maps[layer], eps)
         if eps not in batch.logits:
             batch.logits[eps] = np.full((len(batch), logits.shape[1]), np.nan, np.float32)
         batch.logits[eps][idx] = logits
@@ -293,9 +296,19 @@ class ModelEngine:
             b = torch.from_numpy(cams.upsample(np.stack([batch.maps[k] for k in adv_keys]), size))
             comparison, params = by_name[name]
             values = comparison.raw(a.to(self.handle.device), b.to(self.handle.device), **params)
+            self._require_finite(f"{name} scores at layer {layer}", values, eps)
             batch.raw[(name, eps, layer)][idx] = values
             new.update({wanted[(name, eps, layer)][i]: float(v) for i, v in zip(idx, values)})
         self.store.put_scalars(new, "comparison", self.handle.digest)
+
+    def _require_finite(self, what: str, values: np.ndarray, eps: float) -> None:
+        """Refuse NaN and infinity with one line naming the model, before anything of the batch is stored."""
+        bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+        if bad.any():
+            raise GcdashError(
+                f"model {self.handle.name} gave non-finite {what} (NaN or inf) for {int(bad.sum())} of {len(values)} "
+                f"images at eps {eps:g}: are its weights broken (a diverged fine-tune)? Nothing of them was stored"
+            )
 
     # -- rows ---------------------------------------------------------------------------------------------
     def _rows(self, samples: Samples, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -19,6 +20,7 @@ from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.engine import ModelEngine, ShouldStop
 from gcdash.engine import Progress as EngineProgress
+from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store
 
@@ -31,8 +33,6 @@ def default_device() -> str:
 
 
 def resolve_device(device: str | None) -> str:
-    from gcdash.errors import GcdashError
-
     device = device or default_device()
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise GcdashError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
@@ -57,14 +57,27 @@ class SweepResult:
 
     def write(self, out_dir) -> None:
         """``per_image.parquet``, ``summary.csv`` and ``vid.csv`` into ``out_dir`` (created if needed)."""
-        from pathlib import Path
-
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = check_out_dir(out_dir)
         summary = self.summary()
         self.per_image.to_parquet(out / "per_image.parquet", index=False)
         summary.to_csv(out / "summary.csv", index=False)
         results.vid(summary).to_csv(out / "vid.csv", index=False)
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """Make sure the tables can be written to ``out_dir`` (created if needed) before any work: one clear line if
+    it is a file or cannot be written."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GcdashError(f"--out {out} is a file; give a folder for the tables")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".gcdash-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise GcdashError(f"--out {out} cannot be written: {err.strerror or err}") from None
+    return out
 
 
 def load_samples(config: SweepConfig) -> Samples:
@@ -88,6 +101,25 @@ def load_handles(config: SweepConfig, device: str) -> dict[str, ModelHandle]:
         for spec in config.models:
             checked_source(handles[spec.name], handles[source])
     return handles
+
+
+def check_labels(handle: ModelHandle, samples: Samples) -> None:
+    """Labels must name classes the model has: a label past its last class has no logit to attack or explain."""
+    known = samples.labels[samples.labels >= 0]
+    n_classes = len(handle.class_names)
+    if known.size and int(known.max()) >= n_classes:
+        names = getattr(samples, "class_names", None) or []
+        where = f" ({len(names)}: {', '.join(map(str, names[:8]))}{'…' if len(names) > 8 else ''})" if names else ""
+        raise GcdashError(
+            f"the images carry labels up to {int(known.max())}{where} but model {handle.name} has {n_classes} "
+            f"classes: keep classes it knows (--classes) or give its class names (--class-names)"
+        )
+
+
+def check_inputs(config: SweepConfig, samples: Samples, handles: Mapping[str, ModelHandle]) -> None:
+    """Everything about the inputs that can be checked before any model pass."""
+    for spec in config.models:
+        check_labels(handles[spec.name], samples)
 
 
 def source_column(config: SweepConfig, model: str) -> str:
@@ -114,6 +146,7 @@ def model_table(
     """The per-image table (``results.PER_IMAGE_COLUMNS`` and a column per extra comparison) of one model under
     ``config``: the one path from a config to numbers, used by the CLI, :func:`sweep` and the pages."""
     name = model or handle.name
+    check_labels(handle, samples)
     engine = ModelEngine.from_config(handle, store, config, batch_size, handles)
     table = engine.table(samples, config.eps, config.layers, progress, should_stop)
     for column, value in reversed(
@@ -162,7 +195,8 @@ def sweep(
         passes[spec.name] = engine.passes
     per_image = pd.concat(frames, ignore_index=True)
     result = SweepResult(config, per_image, passes)
-    save_run(store, result)
+    if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
+        save_run(store, result)
     return result
 
 

@@ -2,7 +2,10 @@
 
 - Keys are SHA-256 digests of everything a value depends on (see :func:`cell_key`), schema version included.
 - Arrays are stored as ``.npy`` bytes with a CRC; they are read with ``allow_pickle=False`` — nothing is
-  ever unpickled. An entry whose bytes do not check out is dropped and reported as a miss (recomputed).
+  ever unpickled. Scalars carry a CRC of their key and their float64 bytes. An entry that does not check out is
+  dropped and reported as a miss (recomputed). Non-finite values (NaN, inf) are refused: they never enter.
+- A cache that cannot be written (a read-only folder, ``read_only=True``) still serves reads; a write to it, a full
+  disk or a path that is not a folder is one :class:`~gcdash.errors.GcdashError` naming the cache.
 - Writes go in transactions (WAL journal), so a killed sweep leaves no entry that reads as valid, and several
   processes or threads can fill one cache at once; identical keys hold identical values, so ``INSERT OR
   REPLACE`` races are harmless.
@@ -16,6 +19,7 @@ import io
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 import zlib
@@ -24,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gcdash.errors import GcdashError
+
 SCHEMA_VERSION = 2  # 2: keys.py (per-variant keys, attack states, comparisons)
 DB_NAME = "gcdash.sqlite"
 _REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"
@@ -31,7 +37,7 @@ _REPO_CACHE = Path(__file__).resolve().parent.parent / "cache"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS arrays (key TEXT PRIMARY KEY, kind TEXT, model TEXT, nbytes INTEGER, crc INTEGER,
                                    created REAL, blob BLOB);
-CREATE TABLE IF NOT EXISTS scalars (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value REAL);
+CREATE TABLE IF NOT EXISTS scalars (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value REAL, crc INTEGER);
 CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, created REAL, config TEXT, n_rows INTEGER, nbytes INTEGER,
                                  blob BLOB);
 """
@@ -62,25 +68,74 @@ def decode(blob: bytes) -> np.ndarray:
     return np.load(io.BytesIO(blob), allow_pickle=False)
 
 
-class Store:
-    """A cache rooted at ``root`` (created on first use). Thread-safe: one SQLite connection per thread."""
+def scalar_crc(key: str, value: float) -> int:
+    """CRC-32 of a scalar's key and its float64 bytes: a flipped bit in either is a mismatch."""
+    return zlib.crc32(key.encode() + struct.pack("<d", value))
 
-    def __init__(self, root: str | Path | None = None) -> None:
+
+def check_finite(kind: str, values: Iterable[float | np.ndarray]) -> None:
+    """The last guard: a NaN or an infinity is never stored (the engine refuses them earlier, naming the model)."""
+    for value in values:
+        arr = np.asarray(value)
+        if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+            raise ValueError(f"refusing to store a non-finite {kind}")
+
+
+# SQLite's words for a cache it cannot write, and what they mean for a person
+_WRITE_ERRORS = {
+    "readonly": "is read-only",
+    "unable to open": "cannot be opened (is it a folder you may write to?)",
+    "disk is full": "is on a full disk",
+    "disk i/o": "hit a disk error",
+}
+
+
+class Store:
+    """A cache rooted at ``root`` (created on first use). Thread-safe: one SQLite connection per thread.
+    ``read_only`` (or a folder this process may not write) opens it for reads only."""
+
+    def __init__(self, root: str | Path | None = None, read_only: bool = False) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.path = self.root / DB_NAME
+        self._read_only = read_only
         self._local = threading.local()
+
+    @property
+    def read_only(self) -> bool:
+        """True when the cache serves reads only (asked for, or a folder or file this process cannot write)."""
+        if self._read_only:
+            return True
+        if self.path.exists():
+            return not (os.access(self.path, os.W_OK) and os.access(self.root, os.W_OK))
+        return self.root.is_dir() and not os.access(self.root, os.W_OK)
+
+    def check(self) -> None:
+        """Open the cache now, so that a bad location is one clear error before any work."""
+        self._run(lambda conn: conn.execute("SELECT 1").fetchall())
 
     # -- connection ---------------------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            self.root.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60.0)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            conn = self._open_read_only() if self.read_only else self._open()
             self._local.conn = conn
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        if self.root.exists() and not self.root.is_dir():
+            raise GcdashError(f"cache {self.root} is a file, not a folder; give a folder with --cache or $GCDASH_CACHE")
+        self.root.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, timeout=60.0)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        _migrate(conn)
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise GcdashError(f"cache {self.root} is read-only and holds no cache yet; give a writable --cache")
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, timeout=60.0)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -97,14 +152,31 @@ class Store:
                 src.replace(Path(f"{src}.corrupt-{stamp}"))
 
     def _run(self, fn):
-        """Run ``fn(conn)``; a corrupt database is moved aside and ``fn`` retried on a fresh one."""
+        """Run ``fn(conn)``; a corrupt database is moved aside and ``fn`` retried on a fresh one; a cache that
+        cannot be written is one clear error."""
         try:
-            return fn(self._conn())
-        except sqlite3.DatabaseError as err:
-            if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err):
-                raise
-            self._quarantine()
-            return fn(self._conn())
+            try:
+                return fn(self._conn())
+            except sqlite3.DatabaseError as err:
+                if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err):
+                    raise
+                if self.read_only:
+                    raise GcdashError(f"cache {self.path} is damaged and read-only; give another --cache") from None
+                self._quarantine()
+                return fn(self._conn())
+        except sqlite3.OperationalError as err:
+            raise self._explain(err) from None
+        except OSError as err:
+            raise GcdashError(f"cache {self.root} cannot be used: {err.strerror or err}") from None
+
+    def _explain(self, err: sqlite3.OperationalError) -> Exception:
+        text = str(err).lower()
+        for words, meaning in _WRITE_ERRORS.items():
+            if words in text:
+                return GcdashError(
+                    f"cache {self.path} {meaning}: nothing half-written was kept; free space or give another --cache"
+                )
+        return err
 
     # -- arrays -------------------------------------------------------------------------------------------
     def get_arrays(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
@@ -119,11 +191,12 @@ class Store:
                 found[key] = decode(blob)
             except (ValueError, OSError, EOFError):
                 damaged.append(key)
-        if damaged:
+        if damaged and not self.read_only:
             self._run(lambda c: self._delete(c, "arrays", damaged))
         return found
 
     def put_arrays(self, items: Mapping[str, np.ndarray], kind: str, model: str = "") -> None:
+        check_finite(kind, items.values())
         now = time.time()
         rows = []
         for key, array in items.items():
@@ -133,11 +206,21 @@ class Store:
 
     # -- scalars ------------------------------------------------------------------------------------------
     def get_scalars(self, keys: Sequence[str]) -> dict[str, float]:
-        return {k: float(v) for k, v in self._select("SELECT key, value FROM scalars WHERE key IN ({})", keys)}
+        """The stored scalars among ``keys``; a value whose CRC does not match (or is NULL) is deleted, a miss."""
+        found, damaged = {}, []
+        for key, value, crc in self._select("SELECT key, value, crc FROM scalars WHERE key IN ({})", keys):
+            if isinstance(value, float) and scalar_crc(key, value) == crc:
+                found[key] = value
+            else:
+                damaged.append(key)
+        if damaged and not self.read_only:
+            self._run(lambda c: self._delete(c, "scalars", damaged))
+        return found
 
     def put_scalars(self, items: Mapping[str, float], kind: str, model: str = "") -> None:
-        rows = [(k, kind, model, float(v)) for k, v in items.items()]
-        self._write("INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?)", rows)
+        check_finite(kind, items.values())
+        rows = [(k, kind, model, float(v), scalar_crc(k, float(v))) for k, v in items.items()]
+        self._write("INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?, ?)", rows)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def put_run(self, key: str, config: Mapping, table_bytes: bytes, n_rows: int, nbytes: int) -> None:
@@ -204,3 +287,11 @@ class Store:
     def _delete(conn: sqlite3.Connection, table: str, keys: Sequence[str]) -> None:
         with conn:
             conn.executemany(f"DELETE FROM {table} WHERE key = ?", [(k,) for k in keys])
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Caches written before scalars had a CRC: their scalars (keys of an older schema) are dropped."""
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(scalars)")]
+    if columns and "crc" not in columns:
+        with conn:
+            conn.execute("DROP TABLE scalars")

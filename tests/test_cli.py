@@ -63,7 +63,8 @@ def test_a_transfer_source_that_takes_other_images_is_refused_before_any_work(tm
     code = main([*BASE, "--attack-param", "source=tiny-48", *where])
     assert code == 2
     assert "source model tiny-48 takes 48×48 images, tiny-cnn 32×32" in capsys.readouterr().err
-    assert not (tmp_path / "c").exists()  # refused before the cache was opened
+    assert not (tmp_path / "o" / "per_image.parquet").exists()
+    assert Store(tmp_path / "c").usage() == []  # refused before any cell was computed
 
 
 def test_attacks_are_listed_with_their_cost(capsys):
@@ -125,6 +126,7 @@ sys.path[:0] = [{root!r}, {tests!r}]
 import tiny
 tiny.register_tiny(); tiny.register_tiny_source()
 from gcdash.cli import main
+from gcdash.store import Store
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -61,8 +61,23 @@ def register_source(scheme: str, loader: Loader) -> None:
     SOURCES.add(scheme, loader)
 
 
+MAX_IMAGES = 100_000  # per load: sources hold their images in memory (~1.2 GB of 64×64 demo images with masks)
+
+
+def check_count(n: int | None, per_class: int | None = None) -> None:
+    """Refuse a request the memory cannot hold, before anything is allocated."""
+    for name, value in (("n", n), ("per_class", per_class)):
+        if value is not None and value > MAX_IMAGES:
+            raise GcdashError(
+                f"{name} = {value:,} is more than the {MAX_IMAGES:,} images a sweep holds in memory; sweep a subset"
+            )
+
+
 def load(spec: str, n: int | None = None, seed: int = 0, **options) -> Samples:
     """Load the source named by ``spec`` (``demo``, ``folder:PATH``): at most ``n`` images, chosen with ``seed``."""
+    check_count(n, options.get("per_class"))
+    if seed < 0:
+        raise GcdashError(f"the subset seed must be ≥ 0, got {seed}")
     _load_builtin()
     scheme, _, arg = spec.partition(":")
     samples = SOURCES.get(scheme)(arg or None, n=n, seed=seed, **options)

@@ -19,7 +19,7 @@ from itertools import count, islice
 import numpy as np
 from PIL import Image, ImageDraw
 
-from gcdash.data import Samples, register_source
+from gcdash.data import Samples, check_count, register_source
 from gcdash.errors import GcdashError
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
@@ -208,9 +208,10 @@ def _count(n: int | None, per_class: int | None, n_classes: int) -> int:
     for name, value in (("n", n), ("per_class", per_class)):
         if value is not None and value < 0:
             raise GcdashError(f"{name} must be ≥ 0, got {value}")
-    if per_class is None:
-        return DEFAULT_N if n is None else n
-    return per_class * n_classes if n is None else min(n, per_class * n_classes)
+    total = (DEFAULT_N if n is None else n) if per_class is None else per_class * n_classes
+    total = total if n is None else min(n, total)
+    check_count(total)
+    return total
 
 
 def load_demo(
