@@ -171,7 +171,7 @@ def build_config(args: argparse.Namespace):
 def run_sweep(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from gcdash import pipeline, results
+    from gcdash import data, pipeline, results
     from gcdash.store import Store
 
     config = build_config(args)
@@ -180,6 +180,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     store = Store(args.cache)
     store.check()
     samples = pipeline.load_samples(config)
+    for line in data.shortfall(samples, config.data.n):
+        print(f"gcdash: warning: {line}", file=sys.stderr)
     handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
     pipeline.check_inputs(config, samples, handles)
     bar = tqdm(total=len(samples) * len(config.models), unit="img", desc="sweep", file=sys.stderr)

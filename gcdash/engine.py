@@ -88,7 +88,7 @@ class ModelEngine:
         self.method_key = keys.short([method, sorted(self.params.items())])
         self.policy = TARGETS.get(target)
         self.adversary = Adversary(handle, store, attack or AttackConfig(), source)
-        self.comparisons = [_comparison(c) for c in comparisons]
+        self.comparisons = [_comparison(c) for c in comparisons] + [_empty_maps()]
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
@@ -323,13 +323,24 @@ class ModelEngine:
                     "pred_clean": clean.argmax(1), "pred_adv": adv.argmax(1),
                     "conf_clean": clean.max(1).astype(np.float64), "conf_adv": adv.max(1).astype(np.float64),
                 }  # fmt: skip
-                for comparison, _, _ in self.comparisons:
-                    raw = batch.raw[(comparison.name, e, layer)]
+                empty = batch.raw[("empty", e, layer)].astype(int)
+                none = empty > 0  # a pair with an all-zero map has no dissimilarity to speak of
+                for comparison, _, _ in self.comparisons[:-1]:
+                    raw = np.where(none, np.nan, batch.raw[(comparison.name, e, layer)])
                     if comparison.raw_name:
                         block[comparison.raw_name] = raw
                     block[comparison.name] = comparison.dissimilarity(raw)
+                block["zero_clean"], block["zero_adv"] = (empty & 1) > 0, (empty & 2) > 0
                 blocks.append(pd.DataFrame(block))
         return pd.concat(blocks, ignore_index=True)
+
+
+def _empty_maps() -> tuple[metrics.Comparison, dict, str]:
+    """The record of which maps are all zero, kept beside the comparisons (see ``EmptyMaps``)."""
+    from gcdash.metrics.compare import EmptyMaps
+
+    empty = EmptyMaps()
+    return empty, {}, keys.short(empty.key({}))
 
 
 def _comparison(config: CompareConfig) -> tuple[metrics.Comparison, dict, str]:

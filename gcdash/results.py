@@ -14,11 +14,12 @@ from gcdash.config import eps_text
 
 PER_IMAGE_COLUMNS = [
     "model", "method", "attack", "source", "layer", "eps", "image_id", "label",
-    "pred_clean", "pred_adv", "conf_clean", "conf_adv", "ssim", "nissim",
+    "pred_clean", "pred_adv", "conf_clean", "conf_adv", "ssim", "nissim", "zero_clean", "zero_adv",
 ]  # fmt: skip
 GROUP = ["model", "method", "attack", "source", "layer"]
 SUMMARY_COLUMNS = [
-    *GROUP, "eps", "n", "mod", "mod_flipped", "mod_kept", "nissim_std", "acc_clean", "acc_adv", "attack_success",
+    *GROUP, "eps", "n", "mod", "mod_flipped", "mod_kept", "nissim_std", "zero_rate", "acc_clean", "acc_adv",
+    "attack_success",
 ]  # fmt: skip
 VID_COLUMNS = [*GROUP, "vid"]
 
@@ -29,29 +30,39 @@ def extra_comparisons(per_image: pd.DataFrame) -> list[str]:
 
 
 def _mean_or_nan(values: pd.Series) -> float:
+    values = values.dropna()
     return float(values.mean()) if len(values) else float("nan")
+
+
+def zero_maps(table: pd.DataFrame) -> pd.Series:
+    """Rows whose clean or attacked map is all zero (no explanation; their dissimilarities are NaN)."""
+    if "zero_clean" not in table:
+        return pd.Series(False, index=table.index)
+    return table["zero_clean"].astype(bool) | table["zero_adv"].astype(bool)
 
 
 def _summarise_group(g: pd.DataFrame, extras: Sequence[str]) -> pd.Series:
     flipped = g["pred_adv"] != g["pred_clean"]
     row = {
         "n": len(g),
-        "mod": metrics.mod(g["nissim"]),
+        "mod": _mean_or_nan(g["nissim"]),
         "mod_flipped": _mean_or_nan(g.loc[flipped, "nissim"]),
         "mod_kept": _mean_or_nan(g.loc[~flipped, "nissim"]),
-        "nissim_std": float(g["nissim"].std(ddof=0)),
+        "nissim_std": float(g["nissim"].dropna().std(ddof=0)) if g["nissim"].notna().any() else float("nan"),
+        "zero_rate": float(zero_maps(g).mean()),
         "acc_clean": metrics.accuracy(g["pred_clean"], g["label"]),
         "acc_adv": metrics.accuracy(g["pred_adv"], g["label"]),
         "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
     }
-    row.update({f"mod_{name}": metrics.mod(g[name]) for name in extras})
+    row.update({f"mod_{name}": _mean_or_nan(g[name]) for name in extras})
     return pd.Series(row)
 
 
 def summary(per_image: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, method, attack, source, layer, eps): n, MOD, MOD over the images whose top-1 the attack
-    flipped / kept (NaN where there are none), NISSIM std, clean/adversarial accuracy, attack success, and
-    ``mod_<name>`` for each extra comparison."""
+    flipped / kept (NaN where there are none), NISSIM std, the share of pairs with an all-zero map (``zero_rate``;
+    those are left out of every MOD: no explanation is not the same explanation), clean/adversarial accuracy,
+    attack success, and ``mod_<name>`` for each extra comparison."""
     extras = extra_comparisons(per_image)
     columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras]
     if per_image.empty:
@@ -107,7 +118,7 @@ def summary_with_ci(per_image: pd.DataFrame, level: float = 0.95, n_boot: int = 
     """:func:`summary` plus ``mod_lo``/``mod_hi``: the percentile bootstrap interval of MOD (the mean NISSIM)."""
     table = summary(per_image)
     bands = {
-        key: bootstrap_ci(g["nissim"].to_numpy(), level, n_boot)
+        key: bootstrap_ci(g["nissim"].dropna().to_numpy(), level, n_boot)
         for key, g in per_image.groupby([*GROUP, "eps"], sort=False)
     }
     keys = list(table[[*GROUP, "eps"]].itertuples(index=False, name=None))

@@ -25,6 +25,7 @@ with page.guard():
     if with_control:
         table = pd.concat([table, run.per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
     summary = cache.summary_ci(table)
+    run.warn_zero_maps(summary)
     charts = {
         "mod_vs_eps": plots.mod_bands(summary),
         "vid": plots.vid_bars(summary),

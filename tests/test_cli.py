@@ -10,6 +10,7 @@ import pytest
 
 from gcdash import results
 from gcdash.cli import main
+from gcdash.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["sweep", "--models", "tiny-cnn", "--data", "tiny", "--n", "6", "--eps", "0,4/255,8/255", "--batch-size", "4"]
@@ -126,7 +127,6 @@ sys.path[:0] = [{root!r}, {tests!r}]
 import tiny
 tiny.register_tiny(); tiny.register_tiny_source()
 from gcdash.cli import main
-from gcdash.store import Store
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -42,6 +42,8 @@ def table(layers: dict[str, list[str]] = LAYERS, n: int = 12, methods: tuple[str
                                 conf_adv=0.5,
                                 ssim=1 - 2 * nissim,
                                 nissim=nissim,
+                                zero_clean=False,
+                                zero_adv=False,
                             )
                         )
     return pd.DataFrame(rows)[results.PER_IMAGE_COLUMNS]

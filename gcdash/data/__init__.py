@@ -86,6 +86,19 @@ def load(spec: str, n: int | None = None, seed: int = 0, **options) -> Samples:
     return samples
 
 
+def shortfall(samples: Samples, n: int | None) -> list[str]:
+    """What a person should know about a load before trusting its numbers: files skipped (with reasons) and
+    fewer images than asked for. One line each; empty when nothing was left out."""
+    skipped = list(samples.meta.get("skipped", []))
+    lines = [
+        f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped[:5]) + (" …" if len(skipped) > 5 else "")
+    ]
+    lines = lines if skipped else []
+    if n is not None and len(samples) < n:
+        lines.append(f"asked for {n} images, the source gave {len(samples)}")
+    return lines
+
+
 def names() -> list[str]:
     _load_builtin()
     return SOURCES.names()
@@ -97,4 +110,4 @@ def _load_builtin() -> None:
     import gcdash.data.folder  # noqa: F401
 
 
-__all__ = ["SOURCES", "Samples", "load", "names", "register_source"]
+__all__ = ["SOURCES", "Samples", "check_count", "load", "names", "register_source", "shortfall"]

@@ -45,6 +45,10 @@ def decode_image(
         raise GcdashError(f"{name}: image too large (over {max_pixels:,} pixels); downscale it first") from None
     except UnidentifiedImageError:
         raise GcdashError(f"{name}: not a readable {kinds} image") from None
+    except PixelProblem as err:
+        raise GcdashError(f"{name}: {err}") from None
+    except PermissionError:
+        raise GcdashError(f"{name}: permission denied (the file cannot be read by this user)") from None
     except DECODE_ERRORS as err:
         raise GcdashError(f"{name}: corrupt or truncated image ({err})") from None
 
@@ -85,7 +89,28 @@ def _scale_16bit(image: Image.Image) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
+class PixelProblem(ValueError):
+    """The file decoded, but its pixels cannot be trusted as an image (NaN, an unknown range)."""
+
+
+def _scale_float(image: Image.Image) -> np.ndarray:
+    """32-bit float grayscale (TIFF "F"): [0, 1] is scaled to 0..255, [0, 255] kept; NaN, infinity or another
+    range are refused (PIL's own ``convert`` would clip [0, 1] to near-black and NaN to 0, silently)."""
+    gray = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(gray).all():
+        raise PixelProblem(f"float pixels include {int((~np.isfinite(gray)).sum())} NaN or infinite values")
+    low, high = float(gray.min()), float(gray.max())
+    if low < 0 or high > 255:
+        raise PixelProblem(
+            f"float pixels span [{low:g}, {high:g}], neither [0, 1] nor [0, 255]: their scale is unknown"
+        )
+    scale = 255.0 if high <= 1.0 else 1.0
+    gray = np.clip(np.round(gray * scale), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=2)
+
+
 _CONVERTERS: dict[str, Callable[[Image.Image], np.ndarray]] = {
+    "F": _scale_float,
     "RGBA": _flatten_alpha,
     "LA": _flatten_alpha,
     "PA": _flatten_alpha,

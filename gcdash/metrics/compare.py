@@ -140,3 +140,21 @@ class TopK(Comparison):
 
     def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
         return np.clip(1.0 - np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+
+
+class EmptyMaps(Comparison):
+    """Not a dissimilarity: which of the two maps carries no explanation at all. Its raw score is
+    ``1·[a is all zero] + 2·[b is all zero]``, maps as the comparisons see them (after pytorch-grad-cam's min-max
+    normalisation, so a dead layer's zero map and a constant map both count). The engine records it beside every
+    comparison and leaves such pairs out of MOD: "no explanation" is not "the same explanation"."""
+
+    name, label = "empty", "all-zero maps"
+
+    def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
+        a, b = _as_maps(a, b)
+        empty_a = a.flatten(1).amax(1) <= 0
+        empty_b = b.flatten(1).amax(1) <= 0
+        return (empty_a.double() + 2 * empty_b.double()).cpu().numpy()
+
+    def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
+        return np.asarray(raw, dtype=np.float64)

@@ -59,18 +59,33 @@ def _read_torch(path: Path) -> Checkpoint:
     except pickle.UnpicklingError as err:
         raise GcdashError(_refusal(path.name, str(err))) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        raise GcdashError(f"checkpoint {path.name} is not a readable torch file ({type(err).__name__})") from None
+        raise GcdashError(_unreadable(path.name, err)) from None
     return _unwrap(obj, path.name)
+
+
+def _unreadable(name: str, err: Exception) -> str:
+    """Why torch could not read a file, in its own first sentence (legacy .tar files get their remedy)."""
+    text = str(err)
+    if "legacy .tar format" in text:
+        return (
+            f"checkpoint {name} is in torch's legacy .tar format, which cannot be read without running code from it; "
+            "re-save it with a current torch (torch.save(model.state_dict(), path)) or as .safetensors"
+        )
+    first = text.strip().split("\n")[0].split(". ")[0][:160]
+    return f"checkpoint {name} is not a readable torch file ({type(err).__name__}: {first or 'no detail'})"
 
 
 def _refusal(name: str, detail: str) -> str:
     """The weights-only unpickler stopped: at an import it does not allow (code), or at bytes it cannot read."""
-    found = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+    found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", detail)
     if found is None:
-        return f"checkpoint {name} is not a readable torch file (the weights-only unpickler could not parse it)"
+        first = detail.strip().split("\n")[0][:160]
+        return f"checkpoint {name} is not a readable torch file (the weights-only unpickler stopped: {first})"
+    blocked = " (a blocked module: calling it could run commands)" if "is blocked" in detail else ""
     return (
-        f"checkpoint {name} holds Python objects other than tensors ({found.group(1)}) and was not loaded (nothing "
-        "in it was run); re-save it as a plain state dict (torch.save(model.state_dict(), path)) or .safetensors"
+        f"checkpoint {name} was refused: it asks to call {found.group(1)}{blocked}, and a weights file may hold only "
+        "tensors; nothing in it was run. Re-save it as a plain state dict (torch.save(model.state_dict(), path)) "
+        "or as .safetensors"
     )
 
 

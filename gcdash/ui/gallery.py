@@ -17,6 +17,7 @@ import streamlit as st
 from gcdash.config import eps_text
 from gcdash.ui import images
 from gcdash.ui.compute import GalleryData
+from gcdash.ui.text import plain
 from gcdash.ui.values import bound, keep_valid, sync_url
 
 THUMB, LARGE = 160, 320
@@ -48,14 +49,14 @@ Cell = Callable[[GalleryData, int, Look], tuple[np.ndarray, str]]
 
 def _clean(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
     r = d.table.iloc[i]
-    return images.upscale(images.to_uint8(d.clean[i]), look.size), f"{r.pred_clean_name} {r.conf_clean:.0%}"
+    return images.upscale(images.to_uint8(d.clean[i]), look.size), f"{plain(r.pred_clean_name)} {r.conf_clean:.0%}"
 
 
 def _adversarial(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
     r = d.table.iloc[i]
     image = images.upscale(images.to_uint8(d.adv[i]), look.size)
     flag = " · FLIPPED" if r.flipped else ""
-    return (images.framed(image) if r.flipped else image), f"{r.pred_adv_name} {r.conf_adv:.0%}{flag}"
+    return (images.framed(image) if r.flipped else image), f"{plain(r.pred_adv_name)} {r.conf_adv:.0%}{flag}"
 
 
 def _perturbation(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
@@ -126,12 +127,13 @@ def order(table: pd.DataFrame, sort: str, show: str) -> list[int]:
 def info(panels: list[GalleryData], i: int) -> str:
     """The text cell of a row: image id, true label, and per model the NISSIM and whether the attack flipped it."""
     r = panels[0].table.iloc[i]
-    lines = [f"**{r.image_id}**", f"true: {r.label_name}"]
+    lines = [f"**{plain(r.image_id)}**", f"true: {plain(r.label_name)}"]
     for d in panels:
         row = d.table.iloc[i]
         badge = ":red-badge[flipped]" if row.flipped else ":green-badge[kept]"
-        name = f"{d.model}: " if len(panels) > 1 else ""
-        lines.append(f"{name}NISSIM **{row.nissim:.3f}** {badge}")
+        name = f"{plain(d.model)}: " if len(panels) > 1 else ""
+        score = "no map (all zero)" if pd.isna(row.nissim) else f"**{row.nissim:.3f}**"
+        lines.append(f"{name}NISSIM {score} {badge}")
     return "  \n".join(lines)
 
 
@@ -203,7 +205,8 @@ def show(panels: list[GalleryData]) -> None:
     rows = order(panels[0].table, sort, show_ or "all")
     pages = max(1, math.ceil(len(rows) / per_page))
     _clamp_page("g.page", pages)
-    st.caption(f"{len(rows)} of {len(ids)} images · {attack_text(panels[0].table)} at eps {eps_text(panels[0].eps)}")
+    attack = plain(attack_text(panels[0].table))
+    st.caption(f"{len(rows)} of {len(ids)} images · {attack} at eps {eps_text(panels[0].eps)}")
     header(columns_of(panels))
     number = st.session_state.get("g.page", 1)
     for i in rows[(number - 1) * per_page : number * per_page]:

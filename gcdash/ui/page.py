@@ -18,6 +18,7 @@ import streamlit as st
 from gcdash.errors import GcdashError
 from gcdash.ui import run, sidebar
 from gcdash.ui.state import Selection
+from gcdash.ui.text import plain
 
 log = logging.getLogger("gcdash.ui")
 GALLERY = "pages/gallery.py"  # the target of "open in gallery" links
@@ -64,10 +65,10 @@ def guard() -> Iterator[None]:
     try:
         yield
     except GcdashError as err:
-        st.error(str(err), icon=":material/error:")
+        st.error(plain(err), icon=":material/error:")
     except Exception as err:
         log.exception("page failed")
         st.error(
-            f"Something went wrong ({type(err).__name__}: {err}). The server log has the details.",
+            f"Something went wrong ({type(err).__name__}: {plain(err)}). The server log has the details.",
             icon=":material/error:",
         )

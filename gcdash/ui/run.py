@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import streamlit as st
 
-from gcdash.config import AttackConfig, SweepConfig
+from gcdash import data
+from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.data import Samples
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.ui import cache, compute
 from gcdash.ui.sidebar import SELECTION, UPLOADS
 from gcdash.ui.state import Selection
+from gcdash.ui.text import plain
 
 WARM = "gcdash.warm"
 GALLERIES = "gcdash.galleries"  # table key → GalleryData, this session's last few
@@ -46,7 +48,7 @@ def handles(sel: Selection, names: Sequence[str] | None = None) -> dict[str, Mod
         try:
             out[name] = cache.handle(sel.spec(name), sel.device)
         except GcdashError as err:
-            st.error(str(err) if name in str(err) else f"{name}: {err}")
+            st.error(plain(err) if name in str(err) else f"{plain(name)}: {plain(err)}")
     if not out:
         st.stop()
     return out
@@ -55,7 +57,10 @@ def handles(sel: Selection, names: Sequence[str] | None = None) -> dict[str, Mod
 def samples(sel: Selection) -> Samples:
     """The selected images (uploads come from the sidebar's uploader)."""
     if sel.data.source != "upload":
-        return cache.samples(sel.data)
+        loaded = cache.samples(sel.data)
+        for line in data.shortfall(loaded, sel.data.n):
+            st.warning(plain(line[0].upper() + line[1:]), icon=":material/warning:")
+        return loaded
     uploaded = st.session_state.get(UPLOADS)
     if uploaded is None:
         st.info("Upload PNG, JPEG or WebP images in the sidebar.")
@@ -164,6 +169,23 @@ def extra_views(
     with st.spinner("Computing extra views…"):
         data.extra = {name: cache.extra_view(base, name, handle, data, sel.target) for name in names}
     return data
+
+
+def warn_zero_maps(summary: pd.DataFrame) -> None:
+    """Say where maps were all zero (a dead layer, a constant map): those pairs are left out of MOD."""
+    dead = summary[summary["zero_rate"] > 0]
+    if dead.empty:
+        return
+    cells = "; ".join(
+        f"{plain(r.model)} {plain(r.layer)} at eps {eps_text(r.eps)}: {r.zero_rate:.0%}"
+        for r in dead.head(6).itertuples()
+    )
+    more = f" and {len(dead) - 6} more" if len(dead) > 6 else ""
+    st.warning(
+        f"Some maps are all zero, so there is no explanation to compare; those images are left out of MOD "
+        f"(shown as NaN where none is left): {cells}{more}",
+        icon=":material/warning:",
+    )
 
 
 def downloads(items: dict[str, tuple[Callable[[], bytes | str], str, str]], key: str) -> None:

@@ -13,6 +13,7 @@ from gcdash import pipeline
 from gcdash.config import eps_text
 from gcdash.ui import cache, compute, report, run
 from gcdash.ui.state import Selection
+from gcdash.ui.text import plain
 
 JOB = "gcdash.job"
 
@@ -64,7 +65,7 @@ def _progress_body(job: compute.SweepJob) -> None:
         st.session_state["runs.shown"] = job
         st.rerun()
     if job.error is not None:
-        st.error(f"Sweep failed: {job.error}")
+        st.error(f"Sweep failed: {plain(job.error)}")
     elif job.cancelled:
         st.warning(
             f"Cancelled after {job.done} of {job.total} images; the finished batches are cached and will "
@@ -109,7 +110,9 @@ def exports(chosen: pd.DataFrame) -> None:
     keys = list(chosen["key"])
     key = keys[0] if len(keys) == 1 else f"{keys[0]}+{len(keys) - 1}"
     subtitle = " / ".join(f"{r.models} · {r.method} · {r.attack} · eps {r.eps}" for r in chosen.itertuples())
-    st.markdown(f"Export {len(keys)} run(s) ({subtitle}; {chosen['rows'].sum()} rows; select rows above to choose):")
+    st.markdown(
+        f"Export {len(keys)} run(s) ({plain(subtitle)}; {chosen['rows'].sum()} rows; select rows above to choose):"
+    )
 
     def table() -> pd.DataFrame:
         frames = [pipeline.load_run(cache.store(), k) for k in keys]

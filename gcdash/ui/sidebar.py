@@ -29,6 +29,7 @@ from gcdash.ui.state import (
     Selection,
     parse_eps_texts,
 )
+from gcdash.ui.text import plain
 from gcdash.ui.values import bound, keep_valid
 
 SELECTION = "gcdash.selection"
@@ -43,7 +44,7 @@ def render() -> Selection:
     values.start_run()
     with st.sidebar:
         for problem in st.session_state.get(values.PROBLEMS, []):
-            st.warning(problem)
+            st.warning(plain(problem))
         data_config = _data_section()
         chosen = _models_section()
         specs = _weights_section(chosen)
@@ -108,7 +109,7 @@ def _upload() -> DataConfig:
     digest = hashlib.sha256(b"".join(n.encode() + hashlib.sha256(b).digest() for n, b in blobs)).hexdigest()[:16]
     samples, problems = _decode_uploads(digest, blobs) if blobs else (None, [])
     for problem in problems:
-        st.warning(problem)
+        st.warning(plain(problem))
     st.session_state[UPLOADS] = samples if samples is not None and len(samples) else None
     return DataConfig("upload", None, 0, (("files", digest),))
 
@@ -311,7 +312,7 @@ def _eps_section() -> tuple[tuple[float, ...], float]:
     try:
         eps = parse_eps_texts(texts) if texts else DEFAULT_EPS
     except GcdashError as err:
-        st.error(str(err))
+        st.error(plain(err))
         eps = DEFAULT_EPS
     choices = _eps_choices(eps)
     keep_valid("eps1", choices, PARAMS["eps1"].default)

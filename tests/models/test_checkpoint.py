@@ -142,6 +142,18 @@ def _evil_files(tmp_path, marker):
     return files
 
 
+class SystemPayload:
+    """Unpickling this runs a shell command: os.system, the classic payload."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
 def test_payload_is_live(tmp_path):
     """The payload really runs under a plain unpickler (so the next test proves something)."""
     live = tmp_path / "live-marker"
@@ -153,13 +165,33 @@ def test_code_in_a_checkpoint_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "pwned"
     files = _evil_files(tmp_path, marker)
     for name in ("zip.pt", "legacy.pt", "raw2.pkl"):
-        with pytest.raises(GcdashError, match=r"holds Python objects other than tensors \(io\.open\)"):
+        with pytest.raises(GcdashError, match=r"refused: it asks to call io\.open.*nothing in it was run"):
             read_checkpoint(files[name])
-    with pytest.raises(GcdashError, match="was not loaded"):
+    with pytest.raises(GcdashError, match="was refused"):
         models.load("resnet50", weights=files["zip.pt"])
     with pytest.raises(GcdashError, match="not a readable torch file"):  # refused earlier, at protocol-5 opcodes
         read_checkpoint(files["raw5.pkl"])
     assert not marker.exists()
+
+
+def test_a_command_payload_is_named_as_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"w": torch.ones(2), "x": SystemPayload(f"touch {marker}")}, tmp_path / "system.pt")
+    with pytest.raises(GcdashError, match=r"refused: it asks to call \S*system \(a blocked module: calling it could"):
+        read_checkpoint(tmp_path / "system.pt")
+    assert not marker.exists()
+
+
+def test_a_legacy_tar_checkpoint_says_why_and_what_to_do(tmp_path):
+    import io
+    import tarfile
+
+    with tarfile.open(tmp_path / "old.tar", "w") as tar:
+        info = tarfile.TarInfo("storages")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    with pytest.raises(GcdashError, match=r"legacy \.tar format.*re-save it"):
+        read_checkpoint(tmp_path / "old.tar")
 
 
 def test_unreadable_files(tmp_path):
