@@ -135,7 +135,10 @@ class Store:
     def _open_read_only(self) -> sqlite3.Connection:
         if not self.path.exists():
             raise GcdashError(f"cache {self.root} is read-only and holds no cache yet; give a writable --cache")
-        return sqlite3.connect(f"{self.path.resolve().as_uri()}?immutable=1", uri=True, timeout=60.0)
+        # with a write-ahead log beside it, read through it (mode=ro); a checkpointed file cannot change (immutable)
+        wal = Path(f"{self.path}-wal")
+        mode = "mode=ro" if wal.exists() and wal.stat().st_size else "immutable=1"
+        return sqlite3.connect(f"{self.path.resolve().as_uri()}?{mode}", uri=True, timeout=60.0)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -262,6 +262,26 @@ def test_unloadable_model_is_an_error_box(monkeypatch):
     assert names == {"tiny-cnn · fgsm", "tiny-cnn · noise"}, "the other model still shows"
 
 
+def test_user_text_cannot_inject_markdown():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((40, 48, 3), 90, np.uint8)).save(buf, format="PNG")
+    names = ["![b](http://127.0.0.1:8765/x.png).png", "[link](http://127.0.0.1:8765).png", "**x**.png"]
+    at = app(source="upload")
+    at.file_uploader[0].set_value([(name, buf.getvalue(), "image/png") for name in names]).run()
+    at.run()
+    assert_clean(at)
+    text = info_texts(at)
+    for raw in ("![b](", "[link](", "**x**"):
+        assert raw not in text, f"{raw!r} reached the page's markdown unescaped"
+    assert r"\!\[b\]\(http" in text and r"\*\*x\*\*" in text
+    assert "![b](http://127.0.0.1:8765/x.png)" in shown(text)  # shown as written
+
+
 def test_uploaded_images():
     import io
 
