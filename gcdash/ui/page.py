@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import streamlit as st
 
@@ -23,39 +25,60 @@ from gcdash.ui.text import plain
 log = logging.getLogger("gcdash.ui")
 GALLERY = "pages/gallery.py"  # the target of "open in gallery" links
 ROUTED = "gcdash.routed"
+_router_ran = False  # has app.py's router run in this process? (until it has, Streamlit runs page files alone)
 
 
 def configure() -> None:
     st.set_page_config(page_title="gcdash", page_icon=":material/blur_on:", layout="wide")
 
 
+PAGES = [  # (file, title, icon), in menu order; the first is the default
+    ("pages/gallery.py", "Gallery", ":material/photo_library:"),
+    ("pages/distributions.py", "Distributions", ":material/bar_chart:"),
+    ("pages/compare.py", "Compare models", ":material/compare_arrows:"),
+    ("pages/layers.py", "Layers", ":material/layers:"),
+    ("pages/methods.py", "Methods", ":material/science:"),
+    ("pages/runs.py", "Runs", ":material/play_circle:"),
+]
+
+
 def pages() -> list[st.Page]:
     """The dashboard's pages, in menu order (the first is the default)."""
-    return [
-        st.Page("pages/gallery.py", title="Gallery", icon=":material/photo_library:", default=True),
-        st.Page("pages/distributions.py", title="Distributions", icon=":material/bar_chart:"),
-        st.Page("pages/compare.py", title="Compare models", icon=":material/compare_arrows:"),
-        st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
-        st.Page("pages/methods.py", title="Methods", icon=":material/science:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/play_circle:"),
-    ]
+    return [st.Page(path, title=title, icon=icon, default=i == 0) for i, (path, title, icon) in enumerate(PAGES)]
 
 
 def frame() -> None:
     """The shared sidebar (a problem in it shows as an error box, and the page still runs)."""
+    global _router_ran
+    _router_ran = True
     with guard():
         sidebar.render()
     st.session_state[ROUTED] = True
 
 
 def selection() -> Selection:
-    """The sidebar's selection for this run, drawing the frame first when app.py did not run."""
+    """The sidebar's selection for this run, drawing the frame first when app.py did not run.
+
+    Streamlit runs a page file on its own for a fresh server's first deep link, before app.py ever ran. The widgets
+    of such a run get other ids than the router's, so a click on one (the first "Start sweep" of a link to Runs)
+    would be lost on the next run; so that run sets up the navigation and runs the same page again through it at
+    once, query string kept. (AppTest runs switched-to pages on their own after app.py: those draw the frame here.)
+    """
     if not st.session_state.pop(ROUTED, False):
         configure()
-        st.navigation(pages())
+        listed = pages()
+        st.navigation(listed)
+        if not _router_ran:
+            st.switch_page(_running_page(listed, sys._getframe(1).f_globals.get("__file__", "")), query_params=[
+                (k, v) for k in st.query_params for v in st.query_params.get_all(k)])  # fmt: skip
         frame()
         st.session_state.pop(ROUTED, None)
     return run.selection()
+
+
+def _running_page(listed: list[st.Page], file: str) -> st.Page:
+    """The listed page of the page file ``file`` (the default page when none matches)."""
+    return next((p for (path, _, _), p in zip(PAGES, listed) if Path(path).name == Path(file).name), listed[0])
 
 
 @contextlib.contextmanager

@@ -271,3 +271,17 @@ def test_a_link_restores_the_selection(tmp_path, page):
         assert page.get_by_role("combobox", name="Target policy", exact=True).input_value() == "clean-pred"
         assert page.locator('[data-testid="stNumberInput"] input').first.input_value() == "16"
         assert "target=clean-pred" in page.url
+
+
+def test_the_first_click_on_a_deep_linked_page_of_a_fresh_server_counts(tmp_path, page):
+    """A fresh server's first request, a deep link to Runs: one click on Start sweep starts the sweep (it used to
+    be lost: the first run's widget ids, from Streamlit's legacy pages/ mode, differ from the router's)."""
+    with serve(tmp_path) as fresh:
+        page.goto(f"{fresh}/runs?n=4&eps=0&eps=8%2F255&models=demo-vgg")
+        appears(page, 'button:has-text("Start sweep")')
+        idle(page)
+        page.get_by_role("button", name="Start sweep").click()
+        started = 'button:has-text("Cancel"), [data-testid="stAlertContentSuccess"]:has-text("Finished")'
+        page.wait_for_selector(f"{started}, {PROBLEM}", timeout=60_000)
+        appears(page, '[data-testid="stAlertContentSuccess"]:has-text("Finished")')
+        no_exception(page)
