@@ -196,12 +196,14 @@ def test_a_legacy_tar_checkpoint_says_why_and_what_to_do(tmp_path):
 
 def test_unreadable_files(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint at all")
+    (tmp_path / "four.pt").write_bytes(b"junk")  # the unpickler fails with struct.error on these
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 16)
     torch.save([1, 2, 3], tmp_path / "list.pt")
     torch.save({"epoch": 3}, tmp_path / "no-tensors.pt")
     cases = {
         "missing.pt": "not found",
         "junk.pt": "not a readable torch file",
+        "four.pt": "not a readable torch file",
         "junk.safetensors": "not a readable .safetensors file",
         "list.pt": "holds a list, not a state dict",
         "no-tensors.pt": "has no tensors",
