@@ -1,4 +1,5 @@
-"""Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ whose gradient terms are averaged over noisy copies.
+"""Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ whose gradient terms and activations are averaged over
+noisy copies of the input (PAPER.md §2).
 
 Two faces of one computation: :class:`SmoothGradCAMPlusPlus`, a pytorch-grad-cam ``BaseCAM`` subclass usable on
 its own, and :class:`SmoothGradCamPlusPlus`, the engine entry, which computes every requested layer from the same
@@ -24,7 +25,7 @@ from gcdash.cams.taps import Targets, tap
 from gcdash.errors import GcdashError
 from gcdash.seeding import image_generator
 
-Moments = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Moments = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # Ā, ḡ, mean g², mean g³
 
 
 def _noisy_batches(x: torch.Tensor, samples: int, sigma: float, seed: int, rows: int) -> Iterator[tuple]:
@@ -48,17 +49,24 @@ def noisy_moments(
     seed: int,
     batch_size: int,
 ) -> dict[str, Moments]:
-    """Per layer, the means over ``samples`` noisy copies of ``g``, ``g²``, ``g³`` (each (N, K, h, w)), where
-    ``g = ∂S_c/∂A_k`` at the copy and ``c = targets[i]`` is held fixed for every copy of image i."""
+    """Per layer, the means over ``samples`` noisy copies of ``A_k``, ``g``, ``g²``, ``g³`` (each (N, K, h, w)),
+    where ``g = ∂S_c/∂A_k`` at the copy and ``c = targets[i]`` is held fixed for every copy of image i."""
     sums: dict[str, list[torch.Tensor]] = {}
     for owners, batch in _noisy_batches(x, samples, sigma, seed, batch_size):
         recorded = tap(net, batch, modules, targets[owners], gradients=True)
         for name, g in recorded.gradients.items():
-            acc = sums.setdefault(name, [g.new_zeros((len(x), *g.shape[1:])) for _ in range(3)])
+            acc = sums.setdefault(name, [g.new_zeros((len(x), *g.shape[1:])) for _ in range(4)])
             g2 = g * g
-            for total, term in zip(acc, (g, g2, g2 * g)):
+            for total, term in zip(acc, (recorded.activations[name].to(g.dtype), g, g2, g2 * g)):
                 total.index_add_(0, owners, term)
-    return {name: (acc[0] / samples, acc[1] / samples, acc[2] / samples) for name, acc in sums.items()}
+    return {name: tuple(total / samples for total in acc) for name, acc in sums.items()}
+
+
+def smooth_map(moments: Moments) -> np.ndarray:
+    """``L = ReLU(Σ_k w_k · Ā_k)`` with Grad-CAM++'s weights from ``Ā`` and the averaged gradient terms → (N, h, w)."""
+    acts, g, g2, g3 = (m.float().cpu().numpy() for m in moments)
+    weights = plusplus_weights(acts, g, g2, g3)
+    return np.maximum((weights[:, :, None, None] * acts).sum(axis=1), 0).astype(np.float32)
 
 
 def plusplus_weights(acts: np.ndarray, g: np.ndarray, g2: np.ndarray, g3: np.ndarray) -> np.ndarray:
@@ -82,10 +90,12 @@ class SmoothGradCAMPlusPlus(BaseCAM):
     """Smooth Grad-CAM++ (Omeiza, Speakman, Cintas & Weldemariam, arXiv:1908.01224, 2019), as a pytorch-grad-cam
     method: ``SmoothGradCAMPlusPlus(model, [layer])(x, targets)``.
 
-    With ``x_s = x + N(0, σ²)``, s = 1..n, and ``ḡ^p = mean_s (∂S_c/∂A_k(x_s))^p`` for p = 1, 2, 3:
-    ``α = ḡ² / (2ḡ² + Σ_ab A_k(a,b)·ḡ³)``, ``w_k = Σ_ij α·ReLU(ḡ)``, ``L = ReLU(Σ_k w_k A_k)`` on the clean
-    activations ``A_k(x)``; c is the clean input's class. σ = 0 gives Grad-CAM++. ``sigma`` is in pixel units
-    (inputs in [0, 1], so it is also the fraction of the input range, SmoothGrad's "noise level")."""
+    With ``x_s = x + N(0, σ²)``, s = 1..n, ``Ā_k = mean_s A_k(x_s)`` and ``ḡ^p = mean_s (∂S_c/∂A_k(x_s))^p`` for
+    p = 1, 2, 3: ``α = ḡ² / (2ḡ² + Σ_ab Ā_k(a,b)·ḡ³)``, ``w_k = Σ_ij α·ReLU(ḡ)``, ``L = ReLU(Σ_k w_k Ā_k)``; c is
+    the clean input's class. σ = 0 gives Grad-CAM++. (With the clean activations instead of Ā, the method equals
+    Grad-CAM++ at any layer followed by global average pooling and a linear head, whose gradient does not depend on
+    the input.) ``sigma`` is in pixel units on [0, 1] inputs, so it is the fraction of the input range: the default
+    0.15 is within SmoothGrad's recommended 10–20% (Smilkov et al. 2017)."""
 
     def __init__(
         self,
@@ -100,19 +110,20 @@ class SmoothGradCAMPlusPlus(BaseCAM):
         check_smooth_params(samples, sigma)
         self.samples, self.sigma, self.seed, self.batch_size = samples, sigma, seed, batch_size
 
-    def get_cam_weights(
+    def get_cam_image(
         self,
         input_tensor: torch.Tensor,
         target_layer: nn.Module,
         targets: list,
         activations: np.ndarray,
         grads: np.ndarray,
+        eigen_smooth: bool = False,
     ) -> np.ndarray:
-        """The weights from the averaged gradient terms (the clean ``grads`` of the library's pass are unused)."""
+        """The map from the averaged activations and gradient terms (the library's clean pass only fixes c)."""
         classes = target_classes(targets, input_tensor.device)
         with recordings_kept(self):
             moments = noisy_moments(self.model, input_tensor, {"layer": target_layer}, classes, *self.settings)["layer"]
-        return plusplus_weights(activations, *(m.float().cpu().numpy() for m in moments))
+        return smooth_map(moments)
 
     @property
     def settings(self) -> tuple[int, float, int, int]:
@@ -120,8 +131,8 @@ class SmoothGradCAMPlusPlus(BaseCAM):
 
 
 class SmoothGradCamPlusPlus(CamMethod):
-    """Smooth Grad-CAM++ (Omeiza et al., arXiv 2019) for the engine: one clean forward pass (activations and the
-    class explained) plus ``samples`` noisy forward + backward passes per image, shared by all layers.
+    """Smooth Grad-CAM++ (Omeiza et al., arXiv 2019) for the engine: one clean forward pass (the logits and the class
+    explained) plus ``samples`` noisy forward + backward passes per image, shared by all layers.
     See :class:`SmoothGradCAMPlusPlus` for the formula."""
 
     name, label, paper = "smoothgradcampp", "Smooth Grad-CAM++", "Omeiza et al., arXiv:1908.01224, 2019"
@@ -137,8 +148,6 @@ class SmoothGradCamPlusPlus(CamMethod):
         moments = noisy_moments(net, x, modules, clean.targets, int(samples), sigma, seed, self.batch_size)
         maps = {}
         for name in modules:
-            acts = clean.activations[name].float().cpu().numpy()
-            terms = [m.float().cpu().numpy() for m in moments[name]] if name in moments else [acts * 0] * 3
-            weights = plusplus_weights(acts, *terms)
-            maps[name] = np.maximum((weights[:, :, None, None] * acts).sum(axis=1), 0).astype(np.float32)
+            acts = clean.activations[name].float()
+            maps[name] = smooth_map(moments[name] if name in moments else (acts, acts * 0, acts * 0, acts * 0))
         return CamPass(clean.logits.cpu(), clean.targets.cpu(), maps)

@@ -136,15 +136,16 @@ def test_raw_and_normalised_maps_match_the_formula(method):
     np.testing.assert_allclose(shown, minmax(expected), atol=1e-5)
 
 
-def test_smooth_grad_cam_pp_averages_g_g2_g3_before_alpha_on_clean_activations():
+def test_smooth_grad_cam_pp_averages_activations_and_g_g2_g3_before_alpha():
     handle, samples, sigma, seed = hand_handle(quadratic=True), 6, 0.5, 11
     generator = image_generator(ONES[0], seed)
     t = [float((ONES[0] + sigma * torch.randn(ONES.shape[1:], generator=generator)).mean()) for _ in range(samples)]
     g = np.stack([G0 + V0 * A0 * ts for ts in t]).astype(np.float64)  # g at each noisy copy
-    expected = grad_cam_pp(A0, g.mean(0), (g**2).mean(0), (g**3).mean(0))  # clean activations: t(x) = 1
+    a_bar = A0 * np.mean(t)  # A(x_s) = A0 · t(x_s), averaged over the same copies
+    expected = grad_cam_pp(a_bar, g.mean(0), (g**2).mean(0), (g**3).mean(0))
     got = raw(handle, "smoothgradcampp", samples=samples, sigma=sigma, seed=seed)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
-    averaged_maps = np.mean([grad_cam_pp(A0, gs) for gs in g], axis=0)  # the other reading: average the maps
+    averaged_maps = np.mean([grad_cam_pp(A0 * ts, gs) for ts, gs in zip(t, g)], axis=0)  # the other reading
     assert np.abs(minmax(expected) - minmax(averaged_maps)).max() > 1e-3
 
 

@@ -91,3 +91,16 @@ def test_standalone_with_sigma_zero_equals_the_library_grad_cam_plus_plus(handle
 def test_bad_parameters_are_user_errors(handle, images, bad):
     with pytest.raises(GcdashError, match="smoothgradcampp needs"):
         smooth(handle, images, **bad)
+
+
+def test_at_a_layer_before_global_pooling_and_a_linear_head_the_noise_still_matters():
+    """demo-resnet's default layer feeds global average pooling and a linear head, where ∂S/∂A does not depend on
+    the input: averaging only the gradient terms would make the method Grad-CAM++ for any σ. The activations
+    averaged over the same copies make it differ for σ > 0, and equal Grad-CAM++ at σ = 0."""
+    from gcdash import data, models
+
+    handle = models.load("demo-resnet")
+    x = handle.preprocess(data.load("demo", n=4).images)
+    plusplus = cams.compute(handle, x, "default", "gradcampp")
+    assert max_diff(smooth(handle, x, sigma=0.0, samples=3, layers="default"), plusplus) < 1e-5
+    assert max_diff(smooth(handle, x, sigma=0.15, samples=4, layers="default"), plusplus) > 1e-2
