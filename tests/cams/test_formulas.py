@@ -171,3 +171,25 @@ def test_integrated_grad_cam_with_a_linear_head_is_a_multiple_of_grad_cam():
     # g is constant and A(x_j) = (j/m)·A, so Σ_j (j/m) = (m+1)/2 times Grad-CAM before ReLU.
     handle = hand_handle()
     np.testing.assert_allclose(raw(handle, "intgradcam", steps=7), 4 * grad_cam(A0, G0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_integrated_grad_cam_authors_variant_sums_relus_from_the_baseline(steps):
+    handle = hand_handle(quadratic=True)
+    terms = []
+    for j in range(0, steps):  # the baseline in, x itself out
+        acts = A0 * (j / steps)
+        g = G0 + V0 * acts
+        terms.append(relu((g.mean(axis=(1, 2))[:, None, None] * acts).sum(axis=0)))
+    expected = np.sum(terms, axis=0)
+    got = raw(handle, "intgradcam", steps=steps, authors=True)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_two_integrated_grad_cams_stay_different_as_steps_grow():
+    import tiny
+
+    handle = tiny.tiny_handle()
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    ours, authors = (cams.compute(handle, x, "block2", "intgradcam", steps=64, authors=a) for a in (False, True))
+    assert np.abs(ours["block2"] - authors["block2"]).max() > 1e-2  # the ReLU's place does not wash out

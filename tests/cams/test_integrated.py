@@ -20,7 +20,7 @@ def integrated(handle, x, layers="all", targets=None, steps=4):
 
 
 def test_defaults_are_the_authors_settings():
-    assert cams.get("intgradcam").defaults == {"steps": 50}
+    assert cams.get("intgradcam").defaults == {"steps": 50, "authors": False}  # 50 steps as in the authors' code
 
 
 def test_one_step_equals_grad_cam(handle, images):
