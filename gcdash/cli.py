@@ -183,7 +183,8 @@ def run_sweep(args: argparse.Namespace) -> int:
     for line in data.shortfall(samples, config.data.n):
         print(f"gcdash: warning: {line}", file=sys.stderr)
     handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
-    pipeline.check_inputs(config, samples, handles)
+    for line in pipeline.check_inputs(config, samples, handles):
+        print(f"gcdash: warning: {line}", file=sys.stderr)
     bar = tqdm(total=len(samples) * len(config.models), unit="img", desc="sweep", file=sys.stderr)
 
     def progress(done: int, total: int, what: str) -> None:

@@ -116,10 +116,15 @@ def check_labels(handle: ModelHandle, samples: Samples) -> None:
         )
 
 
-def check_inputs(config: SweepConfig, samples: Samples, handles: Mapping[str, ModelHandle]) -> None:
-    """Everything about the inputs that can be checked before any model pass."""
+def check_inputs(config: SweepConfig, samples: Samples, handles: Mapping[str, ModelHandle]) -> list[str]:
+    """Everything about the inputs that can be checked before any model pass; returns lines for people (classes
+    of the data that a model does not have)."""
+    notes = []
     for spec in config.models:
-        check_labels(handles[spec.name], samples)
+        aligned, note = data.align_labels(samples, handles[spec.name].class_names, spec.name)
+        check_labels(handles[spec.name], aligned)
+        notes += [note] if note else []
+    return notes
 
 
 def source_column(config: SweepConfig, model: str) -> str:
@@ -146,6 +151,7 @@ def model_table(
     """The per-image table (``results.PER_IMAGE_COLUMNS`` and a column per extra comparison) of one model under
     ``config``: the one path from a config to numbers, used by the CLI, :func:`sweep` and the pages."""
     name = model or handle.name
+    samples, _ = data.align_labels(samples, handle.class_names, name)
     check_labels(handle, samples)
     engine = ModelEngine.from_config(handle, store, config, batch_size, handles)
     table = engine.table(samples, config.eps, config.layers, progress, should_stop)

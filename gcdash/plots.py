@@ -245,6 +245,7 @@ ACCURACY_METRICS = {
     "acc_clean": "clean accuracy",
     "acc_adv": "adversarial accuracy",
     "attack_success": "attack success",
+    "flip_rate": "prediction flipped (no labels needed)",
 }
 
 
@@ -269,25 +270,33 @@ def _facet_lines(table: pd.DataFrame, columns: dict[str, str], facet: str, y: st
 
 
 def accuracy_curves(summary: pd.DataFrame) -> go.Figure:
-    """Clean and adversarial accuracy and attack success against eps, one panel each."""
-    fig = _facet_lines(_prepared(summary), ACCURACY_METRICS, "metric", "value", "Accuracy under attack")
+    """Clean and adversarial accuracy, attack success and the flip rate against eps, one panel each; panels with
+    no value at all (accuracy of unlabelled images) are left out and the title says why."""
+    shown = {k: v for k, v in ACCURACY_METRICS.items() if k in summary and summary[k].notna().any()}
+    title = "Accuracy under attack" if len(shown) == len(ACCURACY_METRICS) else (
+        "Under attack: the images carry no labels the model knows, so only the flip rate is shown")  # fmt: skip
+    fig = _facet_lines(
+        _prepared(summary), shown or {"flip_rate": ACCURACY_METRICS["flip_rate"]}, "metric", "value", title
+    )
     return fig.update_yaxes(title="")
 
 
 def mod_vs_drop(summary: pd.DataFrame) -> go.Figure:
-    """MOD against the accuracy drop (clean − adversarial) at each eps: is a larger shift a weaker model?"""
+    """MOD against the accuracy drop (clean − adversarial) at each eps: is a larger shift a weaker model? Without
+    labels, against the flip rate (the share of predictions the attack changed)."""
     table = _prepared(summary)
     table["accuracy drop"] = table["acc_clean"] - table["acc_adv"]
+    x = "accuracy drop" if table["accuracy drop"].notna().any() else "flip_rate"
     fig = px.scatter(
         table,
-        x="accuracy drop",
+        x=x,
         y="mod",
         color="series",
         text="eps_text",
         hover_data=["layer", "n"],
         color_discrete_map=_colors(table["series"]),
-        labels={"mod": "MOD"},
-        title="MOD vs accuracy drop (one point per eps)",
+        labels={"mod": "MOD", "flip_rate": "prediction flipped"},
+        title=f"MOD vs {'accuracy drop' if x == 'accuracy drop' else 'flip rate (no labels)'} (one point per eps)",
     )
     return fig.update_traces(textposition="top center", marker_size=10)
 

@@ -18,8 +18,8 @@ PER_IMAGE_COLUMNS = [
 ]  # fmt: skip
 GROUP = ["model", "method", "attack", "source", "layer"]
 SUMMARY_COLUMNS = [
-    *GROUP, "eps", "n", "mod", "mod_flipped", "mod_kept", "nissim_std", "zero_rate", "acc_clean", "acc_adv",
-    "attack_success",
+    *GROUP, "eps", "n", "mod", "mod_flipped", "mod_kept", "nissim_std", "zero_rate", "flip_rate", "acc_clean",
+    "acc_adv", "attack_success",
 ]  # fmt: skip
 VID_COLUMNS = [*GROUP, "vid"]
 
@@ -50,6 +50,7 @@ def _summarise_group(g: pd.DataFrame, extras: Sequence[str]) -> pd.Series:
         "mod_kept": _mean_or_nan(g.loc[~flipped, "nissim"]),
         "nissim_std": float(g["nissim"].dropna().std(ddof=0)) if g["nissim"].notna().any() else float("nan"),
         "zero_rate": float(zero_maps(g).mean()),
+        "flip_rate": float(flipped.mean()),
         "acc_clean": metrics.accuracy(g["pred_clean"], g["label"]),
         "acc_adv": metrics.accuracy(g["pred_adv"], g["label"]),
         "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),

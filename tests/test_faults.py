@@ -88,26 +88,31 @@ def test_an_impossible_count_is_refused_at_once(tmp_path, capsys):
     _one_line_error(capsys, code, "more than the 100,000 images")
 
 
-# 4 -- more classes in the data than in the model ------------------------------------------------------------------
-def _folder(root: Path, classes: int, per_class: int = 2, broken: int = 0) -> Path:
+# 4 -- more classes in the data than in the model: labels by name, the others unlabelled and said so -------------
+def _folder(root: Path, classes: int | list[str], per_class: int = 2, broken: int = 0) -> Path:
     rng = np.random.default_rng(0)
-    for c in range(classes):
-        (root / f"class{c}").mkdir(parents=True)
+    names = [f"class{c}" for c in range(classes)] if isinstance(classes, int) else classes
+    for name in names:
+        (root / name).mkdir(parents=True)
         for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / f"class{c}" / f"{i}.png")
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
     for i in range(broken):
-        (root / "class0" / f"broken{i}.png").write_bytes(b"\x89PNG not really")
+        (root / names[0] / f"broken{i}.png").write_bytes(b"\x89PNG not really")
     return root
 
 
-def test_more_class_folders_than_model_classes_is_refused_before_any_pass(tmp_path, capsys):
-    root = _folder(tmp_path / "seven", classes=7)
-    cache = tmp_path / "c"
-    code = main(
-        [*BASE[:3], "--data", f"folder:{root}", "--n", "14", "--out", str(tmp_path / "o"), "--cache", str(cache)]
-    )
-    _one_line_error(capsys, code, "labels up to 6", "model tiny-cnn has 5 classes")
-    assert _cells(Store(cache)) == 0
+def test_more_class_folders_than_model_classes_are_matched_by_name_before_any_pass(tmp_path, capsys):
+    names = ["oval", *reversed(tiny.CLASSES), "hexagon"]  # 7 folders: the model's 5 in another order, and 2 more
+    root = _folder(tmp_path / "seven", classes=names)
+    out = tmp_path / "o"
+    args = [*BASE[:3], "--data", f"folder:{root}", "--n", "14", "--out", str(out), "--cache", str(tmp_path / "c")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "2 of the data's 7 classes are not classes of tiny-cnn (hexagon, oval)" in err
+    table = pd.read_parquet(out / "per_image.parquet")
+    folder = table["image_id"].str.split("/").str[0]
+    expected = folder.map(lambda f: tiny.CLASSES.index(f) if f in tiny.CLASSES else -1)
+    assert (table["label"] == expected).all()  # by name, not by the folder's position
 
 
 # 5 -- output and cache paths are checked before work; a read-only cache serves reads; a full store is one line -----
@@ -161,7 +166,7 @@ def test_a_full_store_is_one_line_and_keeps_what_it_had(tiny_handle, tiny_sample
 
 # 6 -- skipped files and short loads are said, with reasons ---------------------------------------------------------
 def test_skipped_files_are_listed_with_their_reasons(tmp_path, capsys, monkeypatch):
-    root = _folder(tmp_path / "five", classes=5, per_class=2, broken=2)
+    root = _folder(tmp_path / "five", classes=list(tiny.CLASSES), per_class=2, broken=2)
     args = [
         *BASE[:3],
         "--data",
@@ -175,7 +180,7 @@ def test_skipped_files_are_listed_with_their_reasons(tmp_path, capsys, monkeypat
     ]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "skipped 2 unreadable file(s): class0/broken0.png: not a readable PNG" in err
+    assert "skipped 2 unreadable file(s): circle/broken0.png: not a readable PNG" in err
     assert "asked for 64 images, the source gave 10" in err
 
 

@@ -6,7 +6,7 @@ A source is registered under its scheme with :func:`register_source`; the part a
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -99,6 +99,30 @@ def shortfall(samples: Samples, n: int | None) -> list[str]:
     return lines
 
 
+def align_labels(samples: Samples, class_names: Sequence[str], model: str = "the model") -> tuple[Samples, str | None]:
+    """``samples`` with labels re-indexed into ``class_names`` by name (a folder's label is its folder's name), and
+    a line for people when some of the data's classes are not the model's: their images count as unlabelled (no
+    accuracy; the flip rate still shows). Data without class names keeps its labels."""
+    own = list(samples.class_names)
+    if not own or own == list(class_names):
+        return samples, None
+    index = {name: i for i, name in enumerate(class_names)}
+    mapping = np.array([index.get(name, -1) for name in own] + [-1], dtype=np.int64)
+    known = (samples.labels >= 0) & (samples.labels < len(own))
+    labels = np.where(known, mapping[np.where(known, samples.labels, len(own))], -1)
+    used = sorted({own[i] for i in samples.labels[known]})
+    missing = [name for name in used if name not in index]
+    aligned = replace(samples, labels=labels, class_names=list(class_names))
+    if not missing:
+        return aligned, None
+    shown = ", ".join(missing[:6]) + (" …" if len(missing) > 6 else "")
+    note = (
+        f"{len(missing)} of the data's {len(used)} classes are not classes of {model} ({shown}): their images count "
+        f"as unlabelled (no accuracy for them; the flip rate still shows)"
+    )
+    return aligned, note
+
+
 def names() -> list[str]:
     _load_builtin()
     return SOURCES.names()
@@ -110,4 +134,4 @@ def _load_builtin() -> None:
     import gcdash.data.folder  # noqa: F401
 
 
-__all__ = ["SOURCES", "Samples", "check_count", "load", "names", "register_source", "shortfall"]
+__all__ = ["SOURCES", "Samples", "align_labels", "check_count", "load", "names", "register_source", "shortfall"]

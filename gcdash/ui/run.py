@@ -121,6 +121,10 @@ def tables(
     imgs = samples(sel)
     jobs = [(loaded[name], config, cache.table_key(config, sel.device)) for name, config in configs if name in loaded]
     sources = _sources(sel, [c for _, c in configs])
+    for name, handle in loaded.items():
+        note = data.align_labels(imgs, handle.class_names, name)[1]
+        if note:
+            st.info(plain(note[0].upper() + note[1:]), icon=":material/label_off:")
     cold = [job for job in jobs if job[2] not in _warm()]
     if cold:
         _fill(cold, imgs, what, sources)

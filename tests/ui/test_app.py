@@ -262,6 +262,22 @@ def test_unloadable_model_is_an_error_box(monkeypatch):
     assert names == {"tiny-cnn · fgsm", "tiny-cnn · noise"}, "the other model still shows"
 
 
+def test_a_folder_of_other_classes_is_said_and_shows_the_flip_rate(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    for name in ("astronaut", "coffee"):  # classes the tiny models do not have
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(tmp_path / name / f"{i}.png")
+    at = app("pages/compare.py", source="folder", folder=str(tmp_path), classes=[])
+    assert_clean(at)
+    notes = [shown(i.value) for i in at.info]
+    assert any("2 of the data's 2 classes are not classes of tiny-cnn (astronaut, coffee)" in n for n in notes)
+    accuracy = next(c for c in charts(at) if "flip rate" in c["layout"]["title"]["text"])
+    assert {a["text"] for a in accuracy["layout"]["annotations"]} == {"prediction flipped (no labels needed)"}
+
+
 def test_user_text_cannot_inject_markdown():
     import io
 
