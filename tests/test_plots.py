@@ -106,10 +106,14 @@ def test_vid_bars_match_results():
 def test_accuracy_and_scatter():
     summary = results.summary(default_layers())
     acc = plots.accuracy_curves(summary)
-    assert len(acc.data) == 2 * 3  # two series x three panels
+    assert len(acc.data) == 2 * 4  # two series x four panels
     assert {a.text for a in acc.layout.annotations} == set(plots.ACCURACY_METRICS.values())
     scatter = plots.mod_vs_drop(summary)
     assert sum(len(t.x) for t in scatter.data) == len(summary)
+    unlabelled = results.summary(default_layers().assign(label=-1))
+    flips = plots.accuracy_curves(unlabelled)
+    assert {a.text for a in flips.layout.annotations} == {plots.ACCURACY_METRICS["flip_rate"]}
+    assert "flip rate" in plots.mod_vs_drop(unlabelled).layout.title.text
 
 
 def test_layer_depth_and_heatmap_follow_catalog_order():
