@@ -15,7 +15,7 @@ import streamlit as st
 import torch
 
 from gcdash import attacks, cams, data, metrics, models, pipeline
-from gcdash.config import DEFAULT_EPS, AttackConfig, DataConfig, ModelSpec
+from gcdash.config import DEFAULT_EPS, AttackConfig, DataConfig, ModelSpec, eps_text
 from gcdash.errors import GcdashError
 from gcdash.targets import TARGETS
 from gcdash.ui import cache, values
@@ -300,18 +300,27 @@ def _layers_section(specs: tuple[tuple[str, ModelSpec], ...]) -> tuple[str, tupl
 
 # -- eps, target, device ------------------------------------------------------------------------------------
 def _eps_section() -> tuple[tuple[float, ...], float]:
+    _sort_eps()
     options = list(dict.fromkeys([*PARAMS["eps"].default, *EXTRA_EPS, *values.get("eps", [])]))
     texts = bound(
         st.multiselect,
         "eps set (sweeps)",
         "eps",
-        options,
-        accept_new_options=True,
-        help="L∞ budgets in pixel units; type e.g. 3/255 or 0.02 to add one",
+        sorted(options, key=_eps_value),
+        help="L∞ budgets in pixel units (x/255 of the [0, 1] range); add one below",
     )
+    st.text_input(
+        "Add an eps",
+        key="eps.add",
+        placeholder="e.g. 3/255 or 0.02, then Enter",
+        on_change=_add_eps,
+        help="a fraction or a decimal in (0, 1]",
+    )
+    if st.session_state.get("eps.problem"):
+        st.error(plain(st.session_state["eps.problem"]))
     try:
         eps = parse_eps_texts(texts) if texts else DEFAULT_EPS
-    except GcdashError as err:
+    except GcdashError as err:  # a bad value from a link
         st.error(plain(err))
         eps = DEFAULT_EPS
     choices = _eps_choices(eps)
@@ -320,9 +329,35 @@ def _eps_section() -> tuple[tuple[float, ...], float]:
     return eps, parse_eps_texts([one])[0]
 
 
-def _eps_choices(eps: tuple[float, ...]) -> list[str]:
-    from gcdash.config import eps_text
+def _eps_value(text: str) -> float:
+    try:
+        return parse_eps_texts([text])[0]
+    except GcdashError:
+        return float("inf")
 
+
+def _sort_eps() -> None:
+    """Chips in increasing order, whatever order they were picked in."""
+    values.request(eps=sorted(values.get("eps", []), key=_eps_value))
+
+
+def _add_eps() -> None:
+    """Parse the typed eps (exactly what was typed: no fuzzy match onto another option) and add it to the set."""
+    text = st.session_state.get("eps.add", "").strip()
+    st.session_state["eps.problem"] = ""
+    if not text:
+        return
+    try:
+        value = parse_eps_texts([text])[0]
+    except GcdashError as err:
+        st.session_state["eps.problem"] = str(err)
+        return
+    label = eps_text(value)
+    values.request(eps=sorted({*values.get("eps", []), label}, key=_eps_value))
+    st.session_state["eps.add"] = ""
+
+
+def _eps_choices(eps: tuple[float, ...]) -> list[str]:
     positive = [eps_text(e) for e in eps if e > 0]
     return positive or ["0"]
 

@@ -278,6 +278,17 @@ def test_a_folder_of_other_classes_is_said_and_shows_the_flip_rate(tmp_path):
     assert {a["text"] for a in accuracy["layout"]["annotations"]} == {"prediction flipped (no labels needed)"}
 
 
+def test_typing_an_eps_adds_exactly_that_eps_and_chips_stay_sorted():
+    at = app(eps=["8/255", "0", "4/255"])
+    assert widget(at, "multiselect", "eps").value == ["0", "4/255", "8/255"]  # sorted, whatever the link's order
+    next(t for t in at.text_input if t.key == "eps.add").input("3/255").run()
+    assert_clean(at)
+    assert widget(at, "multiselect", "eps").value == ["0", "3/255", "4/255", "8/255"]  # not 32/255
+    next(t for t in at.text_input if t.key == "eps.add").input("2").run()
+    assert any("above 1" in e.value for e in at.error)
+    assert widget(at, "multiselect", "eps").value == ["0", "3/255", "4/255", "8/255"]
+
+
 def test_user_text_cannot_inject_markdown():
     import io
 
