@@ -18,7 +18,7 @@ Command = Callable[[argparse.Namespace], int]
 
 def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", required=True, help="comma-separated model names, or a family group: demo-all")
-    p.add_argument("--weights", help="checkpoint PATH for the model(s), or name=PATH,name2=PATH")
+    p.add_argument("--weights", help="checkpoint PATH (or 'random') for the model(s), or name=PATH,name2=PATH")
     p.add_argument("--class-names", help="class names of a checkpoint: .txt (one per line), .json, or image folder")
     p.add_argument("--no-crop", action="store_true", help="resize without centre crop (pre-aligned face crops)")
     p.add_argument("--data", default="demo", help="image source: demo | folder:PATH (default: demo)")
@@ -29,10 +29,10 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", help="demo split: train | val | test (default: test)")
     p.add_argument("--eps", default="0,1/255,2/255,4/255,8/255,16/255", help="comma-separated eps, fractions ok")
     p.add_argument("--layers", default="default", help="default | all | comma-separated layer names")
-    p.add_argument("--method", default="gradcam", help="CAM method (see `python -m gcdash methods`)")
+    p.add_argument("--method", default="gradcam", help="CAM method (see: python -m gcdash methods)")
     p.add_argument("--cam-param", action="append", default=[], metavar="NAME=VALUE", help="CAM method parameter")
     p.add_argument("--target", default="pred", help="pred | clean-pred | label (default: pred, the paper's)")
-    p.add_argument("--attack", default="fgsm", help="attack (see `python -m gcdash attacks`; default: fgsm)")
+    p.add_argument("--attack", default="fgsm", help="attack (see: python -m gcdash attacks; default: fgsm)")
     p.add_argument(
         "--attack-param", action="append", default=[], metavar="NAME=VALUE",
         help="attack parameter, repeatable; source=MODEL crafts the perturbation on another model (transfer)",
@@ -128,11 +128,14 @@ def _comparisons(args: argparse.Namespace) -> tuple:
 
 def build_config(args: argparse.Namespace):
     """Turn sweep arguments into a :class:`~gcdash.config.SweepConfig`, checking names on the way."""
-    from gcdash import cams, models, targets
+    from gcdash import models, targets
     from gcdash.config import CamConfig, DataConfig, ModelSpec, SweepConfig, parse_eps
 
-    names = models.expand(args.models)
+    names = models.expand(args.models)  # before the CAM library is imported: a bad name is refused in seconds
     weights = _weights(args.weights, names)
+    parse_eps(args.eps)
+    from gcdash import cams
+
     cams.get(args.method)
     targets.TARGETS.get(args.target)
     if args.n is not None and args.n < 1:
@@ -169,12 +172,12 @@ def build_config(args: argparse.Namespace):
 
 
 def run_sweep(args: argparse.Namespace) -> int:
+    config = build_config(args)
     from tqdm import tqdm
 
     from gcdash import data, pipeline, results
     from gcdash.store import Store
 
-    config = build_config(args)
     device = pipeline.resolve_device(args.device)
     pipeline.check_out_dir(args.out)
     store = Store(args.cache)
@@ -200,7 +203,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         bar.close()
     result.write(args.out)
     table = results.mod_vid_table(result.summary())
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
     print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({len(result.per_image)} rows)")
     return 0
 
@@ -214,24 +217,35 @@ def list_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _columns(rows: list[tuple[str, ...]]) -> None:
+    """Print rows as left-aligned columns sized to their widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip())
+
+
 def list_attacks(args: argparse.Namespace) -> int:
     from gcdash import attacks
 
+    rows = [("attack", "name", "parameters", "cost")]
     for name in attacks.names():
         a = attacks.get(name)
-        params = ", ".join(f"{k}={v}" for k, v in a.defaults.items()) or "-"
-        source = " (takes source=MODEL)" if a.uses_model else ""
-        print(f"{name:8s} {a.label:28s} params: {params}{source}; cost: {a.cost()}")
+        params = ", ".join([*(f"{k}={v}" for k, v in a.defaults.items()), *(["source=MODEL"] if a.uses_model else [])])
+        rows.append((name, a.label, params or "-", a.cost()))
+    _columns(rows)
     return 0
 
 
 def list_methods(args: argparse.Namespace) -> int:
     from gcdash import cams
 
+    rows = [("method", "name", "parameters", "cost")]
     for name in cams.names():
         m = cams.get(name)
-        params = ", ".join(f"{k}={v}" for k, v in m.defaults.items()) or "-"
-        print(f"{name:16s} {m.label:20s} params: {params:30s} cost: {m.cost}")
+        rows.append(
+            (name, m.label, ", ".join(f"{k}={v}" for k, v in m.defaults.items()) or "-", m.cost.replace("`", ""))
+        )
+    _columns(rows)
     return 0
 
 
@@ -282,7 +296,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m gcdash", description=__doc__.splitlines()[0])
+    top = argparse.ArgumentParser(prog="python -m gcdash", description=__doc__.splitlines()[0].replace("``", ""))
     sub = top.add_subparsers(dest="command", required=True)
     for name, (help_text, configure, _) in COMMANDS.items():
         configure(sub.add_parser(name, help=help_text, description=help_text))

@@ -169,7 +169,7 @@ def _add_ecdf(fig: go.Figure, g: pd.DataFrame, color: str, row: int, col: int) -
 
 
 DISTRIBUTIONS: dict[str, Callable[[pd.DataFrame], go.Figure]] = {
-    "violin": _grouped(go.Violin, dict(box_visible=True, points="all", pointpos=0, jitter=0.4)),
+    "violin": _grouped(go.Violin, dict(box_visible=True, points="all", pointpos=0, jitter=0.4, spanmode="hard")),
     "box": _grouped(go.Box, dict(boxpoints="all", jitter=0.4, pointpos=0)),
     "histogram": _faceted(_add_histogram, "images"),
     "ecdf": _faceted(_add_ecdf, "share of images ≤ x"),

@@ -77,14 +77,15 @@ def summary(per_image: pd.DataFrame) -> pd.DataFrame:
 
 def vid(summary_table: pd.DataFrame) -> pd.DataFrame:
     """VID per (model, method, attack, source, layer): the population std of MOD over the eps > 0 rows, and
-    ``vid_<name>`` of each extra comparison's MOD; NaN where no eps > 0 was swept."""
+    ``vid_<name>`` of each extra comparison's MOD; NaN (n/a) unless two eps > 0 at least were swept: the spread of
+    one value says nothing."""
     extras = [name for name in metrics.dissimilarities() if f"mod_{name}" in summary_table.columns]
     rows = []
     for key, g in summary_table.groupby(GROUP, sort=False):
         positive = g[g["eps"] > 0]
         row = [*key]
         for column in ["mod", *(f"mod_{name}" for name in extras)]:
-            row.append(metrics.vid(dict(zip(positive["eps"], positive[column]))) if len(positive) else np.nan)
+            row.append(metrics.vid(dict(zip(positive["eps"], positive[column]))) if len(positive) > 1 else np.nan)
         rows.append(row)
     return pd.DataFrame(rows, columns=[*VID_COLUMNS, *(f"vid_{name}" for name in extras)])
 
@@ -99,6 +100,27 @@ def control_gap(summary_table: pd.DataFrame, control: str = "noise") -> pd.DataF
     out = attacked.merge(base, on=keys)
     out["gap"] = out["mod"] - out[f"mod_{control}"]
     return out.reset_index(drop=True)
+
+
+def identical_methods(per_image: pd.DataFrame, atol: float = 1e-9) -> list[list[str]]:
+    """Groups of CAM methods whose per-image NISSIM agree everywhere (per model and layer): their lines would lie
+    on top of each other. Grad-CAM and XGrad-CAM do at a layer followed by global average pooling and a linear
+    head, where ∂S/∂A_k is constant over (i, j), so both weights are the channel's gradient."""
+    groups: list[list[str]] = []
+    for _, g in per_image.groupby(["model", "layer"], sort=False):
+        wide = g.pivot_table(index=["image_id", "eps"], columns="method", values="nissim", sort=False)
+        methods = list(wide.columns)
+        seen: set[str] = set()
+        for i, a in enumerate(methods):
+            same = [
+                b
+                for b in methods[i + 1 :]
+                if b not in seen and np.allclose(wide[a], wide[b], atol=atol, equal_nan=True)
+            ]
+            if same:
+                seen.update(same)
+                groups.append([a, *same])
+    return [list(x) for x in dict.fromkeys(tuple(g) for g in groups)]
 
 
 def bootstrap_ci(

@@ -35,7 +35,10 @@ with page.guard():
     loaded = run.handles(sel, [model, second] if second else [model])
     layers = loaded[model].resolve_layers(sel.layers_for(model))
     keep_valid(f"g.layer.{model}", layers, layers[-1])
-    layer = bound(right.selectbox, "Layer", f"g.layer.{model}", layers)
+    layer = bound(
+        right.selectbox, "Layer", f"g.layer.{model}", layers,
+        help="the layers the sidebar's Layers setting selects: choose 'every layer' or 'pick per model' there for more",
+    )  # fmt: skip
     views = gallery.view_names()
     extra = far.multiselect(
         "Views beside the CAMs",

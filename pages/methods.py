@@ -38,6 +38,13 @@ with page.guard():
 
     table = run.per_image(sel, models=[model], methods=methods)
     summary = cache.summary_ci(table)
+    for group in results.identical_methods(table):
+        labels = " and ".join(cams.get(m).label for m in group)
+        st.caption(
+            f"{labels} give the same maps here, so their lines lie on top of each other: at a layer followed by "
+            "global average pooling and a linear head the gradient is constant over each channel, and their "
+            "weights coincide. That is mathematics, not a bug; at other layers they differ."
+        )
     st.plotly_chart(
         plots.mod_bands(summary, title=f"{model}: MOD vs eps per method (95% bootstrap band)"), key="methods.mod"
     )

@@ -53,3 +53,10 @@ def test_groups_keep_attacks_apart():
 def test_bootstrap_band_brackets_mod():
     summary = results.summary_with_ci(_table())
     assert ((summary["mod_lo"] <= summary["mod"] + 1e-12) & (summary["mod"] <= summary["mod_hi"] + 1e-12)).all()
+
+
+def test_methods_with_the_same_maps_are_found():
+    a = _table().assign(method="gradcam")
+    b = _table().assign(method="xgradcam")
+    c = _table().assign(method="layercam", nissim=_table()["nissim"] * 0.5)
+    assert results.identical_methods(pd.concat([a, b, c])) == [["gradcam", "xgradcam"]]

@@ -75,7 +75,7 @@ def wanted(label: int, taken: Counter, total: int, n: int | None, per_class: int
 
 def check_root(arg: str | None) -> Path:
     if not arg:
-        raise GcdashError("the folder source needs a path: folder:PATH")
+        raise GcdashError("the image folder source needs the path of a folder (one sub-folder per class)")
     root = Path(arg).expanduser()
     if not root.is_dir():
         raise GcdashError(f"image folder {root} not found (or not a folder)")

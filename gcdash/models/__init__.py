@@ -16,6 +16,7 @@ from gcdash.models.handle import ModelHandle, PixelSpaceNet
 from gcdash.registry import Registry
 
 Weights = str | Path | None
+RANDOM = "random"  # the words for weights=None where a string is all there is (CLI, sidebar, URL)
 Builder = Callable[..., ModelHandle]
 
 
@@ -49,7 +50,9 @@ def entry(name: str) -> ModelEntry:
 
 
 def load(name: str, weights: Weights = "default", device: str | torch.device | None = None, **kwargs) -> ModelHandle:
-    """Build the model ``name`` with ``weights`` and move it to ``device`` (default: CPU)."""
+    """Build the model ``name`` with ``weights`` and move it to ``device`` (default: CPU). ``weights="random"`` (as
+    the CLI and the sidebar write it) is ``None``: a seeded random init."""
+    weights = None if isinstance(weights, str) and weights.strip().lower() == RANDOM else weights
     handle = entry(name).build(weights=weights, **kwargs)
     return handle.to(device) if device is not None else handle
 

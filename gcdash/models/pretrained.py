@@ -61,7 +61,8 @@ def offline_message(model: str, url: str, cached: Path, hint: str = "") -> str:
     extra = f" ({hint})" if hint else ""
     return (
         f"ImageNet weights for {model} are not cached and {urlparse(url).hostname} cannot be reached: "
-        f"download {url} and save it as {cached}{extra}, or load with weights=None (random) or a checkpoint path"
+        f"download {url} and save it as {cached}{extra}, or use --weights random (random weights; 'random' in the "
+        "sidebar's checkpoint box) or a checkpoint path"
     )
 
 

@@ -161,7 +161,8 @@ def enlarged(panels: list[GalleryData], i: int, look: Look) -> None:
         for start in range(0, len(cols), per_row):
             for slot, (title, d, cell) in zip(st.columns(per_row), cols[start : start + per_row]):
                 image, caption = cell(d, i, big)
-                slot.image(image, caption=f"{title}: {caption}", width="stretch")
+                text = caption if caption.startswith(title) else f"{title}: {caption}"  # views caption themselves
+                slot.image(image, caption=text, width="stretch")
         numbers = pd.DataFrame([{"model": d.model, **d.table.iloc[i].to_dict()} for d in panels])
         st.dataframe(numbers, hide_index=True)
 

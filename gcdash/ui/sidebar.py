@@ -180,7 +180,8 @@ def _model_spec(name: str, crop: bool) -> ModelSpec:
         f"Checkpoint for {name}",
         key,
         placeholder="its default weights",
-        help="a fine-tuned state dict: .pt, .pth (read with weights_only=True) or .safetensors",
+        help='a fine-tuned state dict: .pt, .pth (read with weights_only=True) or .safetensors; "random" for random '
+        "weights (a sanity check)",
     )
     options: list[tuple[str, Any]] = [] if crop else [("crop", False)]
     if models.entry(name).family == "paper":

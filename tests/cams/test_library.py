@@ -103,3 +103,14 @@ def test_layers_given_out_of_order_come_back_in_catalog_order(tiny_handle, x):
     assert list(out) == ["block1", "block3"]
     ref = GradCAM(tiny_handle.net, [tiny_handle.layers["block1"]])(x, None)
     np.testing.assert_allclose(out["block1"], ref, atol=1e-5)
+
+
+def test_eigen_cams_projection_equals_the_librarys_without_its_full_svd():
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    from gcdash.cams.library import first_component
+
+    rng = np.random.default_rng(0)
+    for shape in [(2, 8, 32, 32), (2, 64, 4, 4), (1, 16, 7, 7)]:  # h·w above, below and near K
+        acts = rng.standard_normal(shape).astype(np.float32)
+        np.testing.assert_array_equal(first_component(acts), get_2d_projection(acts))

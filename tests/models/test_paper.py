@@ -161,7 +161,7 @@ def test_offline_without_cache_is_one_clear_line(empty_caches, name):
     assert "\n" not in message
     assert f"ImageNet weights for {name} are not cached" in message
     assert str(empty_caches / "torch" / "hub" / "checkpoints") in message
-    assert "weights=None" in message
+    assert "--weights random" in message  # an option the CLI and the sidebar accept
 
 
 @pytest.mark.timeout(60)
@@ -257,3 +257,10 @@ def test_offline_message_for_weights_on_the_hugging_face_hub(empty_caches, monke
     monkeypatch.setattr(TimmSource, "_cfg", lambda self: SimpleNamespace(hf_hub_id="timm/legacy_xception.tf_in1k"))
     with pytest.raises(GcdashError, match=r"huggingface\.co cannot be reached: .*models--timm--legacy_xception"):
         models.load("xception")
+
+
+def test_weights_random_is_a_seeded_random_init(flush_denormals):
+    from gcdash import models
+
+    a, b = models.load("resnet50", weights="random"), models.load("resnet50", weights=None)
+    assert a.digest == b.digest  # the same seeded init as weights=None
