@@ -1,7 +1,7 @@
 """What a sweep is, as frozen dataclasses with a stable ``key()``: models × images × eps × layers × method.
 
 Eps values accept fractions (``"4/255"``); the default grid is the usual L∞ budgets 1, 2, 4, 8, 16 /255 with 0 as
-the control (the paper does not publish its values; see PAPER.md).
+the control (the paper does not publish its values; see docs/method.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ path from a black image to the input.
 :class:`IntegratedGradCam` is the engine entry, which shares each path point's pass between all layers and stacks
 the path points of the whole batch into passes of ``batch_size`` rows. Both sum :func:`step_cam` terms.
 
-Choices (PAPER.md §2): the path points are ``x_j = (j/m)·x``, j = 1..m, so the last one is ``x`` itself (its pass
+Choices (docs/method.md §2): the path points are ``x_j = (j/m)·x``, j = 1..m, so the last one is ``x`` itself (its pass
 is the clean pass that also fixes the class explained), and ReLU is applied once, to the sum (the paper's
 equation); with m = 1 it is exactly Grad-CAM. The authors' notebook (github.com/smstrzd/IntegratedGradCAM) differs
 twice: path points j = 0..m−1 (the baseline in, ``x`` itself out) and a ReLU on each step's term before the sum.

@@ -1,5 +1,5 @@
 """Smooth Grad-CAM++ (Omeiza et al., 2019): Grad-CAM++ whose gradient terms and activations are averaged over
-noisy copies of the input (PAPER.md §2).
+noisy copies of the input (docs/method.md §2).
 
 Two faces of one computation: :class:`SmoothGradCAMPlusPlus`, a pytorch-grad-cam ``BaseCAM`` subclass usable on
 its own, and :class:`SmoothGradCamPlusPlus`, the engine entry, which computes every requested layer from the same
