@@ -102,6 +102,69 @@ def control_gap(summary_table: pd.DataFrame, control: str = "noise") -> pd.DataF
     return out.reset_index(drop=True)
 
 
+def headline_eps(summary_table: pd.DataFrame, preferred: float = 8 / 255) -> float | None:
+    """The eps a story is told at: ``preferred`` if swept, else the largest eps > 0 (None without one)."""
+    positive = sorted(e for e in summary_table["eps"].unique() if e > 0)
+    if not positive:
+        return None
+    return min(positive, key=lambda e: abs(e - preferred)) if preferred in positive else positive[-1]
+
+
+def takeaway(summary_table: pd.DataFrame, eps: float | None = None, control: str = "noise") -> list[str]:
+    """The findings of a summary in plain sentences, for people who have not read the paper: what the attack did
+    to the predictions, whose explanation moved least and most, and how much of it a random perturbation of the
+    same size explains (when the ``control`` was run). Per model at its deepest layer in the table."""
+    eps = headline_eps(summary_table) if eps is None else eps
+    if eps is None:
+        return ["Only eps = 0 was computed: pick an eps above 0 to attack the images."]
+    at = summary_table[(summary_table["eps"] == eps) & (summary_table["attack"] != control)]
+    at = at.groupby("model", sort=False).tail(1).dropna(subset=["mod"])
+    if at.empty:
+        return [f"At eps {eps_text(eps)} no explanation could be compared (every map was all zero)."]
+    attack = str(at["attack"].iloc[0]).upper()
+    lines = []
+    flips = ", ".join(f"{r.model} {r.flip_rate:.0%}" for r in at.itertuples())
+    lines.append(f"{attack} at eps {eps_text(eps)} changed the top-1 prediction of {flips} of the images.")
+    ranked = at.sort_values("mod")
+    low, high = ranked.iloc[0], ranked.iloc[-1]
+    if len(ranked) > 1:
+        lines.append(
+            f"The explanation of {low.model} moved least (MOD {low['mod']:.3f}), that of {high.model} most "
+            f"(MOD {high['mod']:.3f}); in the paper's reading, {low.model} is the more robust."
+        )
+    else:
+        lines.append(f"Its explanation moved by MOD {low['mod']:.3f} (0 = the same map, 1 = the opposite).")
+    lines += _control_line(summary_table, at, eps, control)
+    kept = at.dropna(subset=["mod_kept"])
+    if len(kept):
+        less = bool((kept["mod_kept"] < kept["mod"]).all())
+        values = ", ".join(f"{r.model} {r.mod_kept:.3f}" for r in kept.itertuples())
+        lines.append(
+            f"On the images whose prediction survived, the maps moved less (MOD {values}): much of the shift comes "
+            "with a changed prediction, when the map explains another class."
+            if less
+            else f"On the images whose prediction survived, the maps moved about as much (MOD {values})."
+        )
+    return lines
+
+
+def _control_line(summary_table: pd.DataFrame, attacked: pd.DataFrame, eps: float, control: str) -> list[str]:
+    """How the attack's MOD compares with the random control's at the same eps, where the control was run."""
+    base = summary_table[(summary_table["eps"] == eps) & (summary_table["attack"] == control)]
+    base = base.groupby("model", sort=False).tail(1).set_index("model")["mod"].dropna()
+    paired = [(r.mod, base[r.model]) for r in attacked.itertuples() if r.model in base.index]
+    if not paired:
+        return []
+    low, high = min(c for _, c in paired), max(c for _, c in paired)
+    ratios = [m / c for m, c in paired if c > 0]
+    if ratios and min(ratios) >= 1.5:
+        return [
+            f"Random noise of the same size moved them by MOD {low:.3f}–{high:.3f}, {min(ratios):.0f}–"
+            f"{max(ratios):.0f}× less: the shift is the attack's direction, not the size of the perturbation."
+        ]
+    return [f"Random noise of the same size moved them by MOD {low:.3f}–{high:.3f}: compare before reading MOD."]
+
+
 def identical_methods(per_image: pd.DataFrame, atol: float = 1e-9) -> list[list[str]]:
     """Groups of CAM methods whose per-image NISSIM agree everywhere (per model and layer): their lines would lie
     on top of each other. Grad-CAM and XGrad-CAM do at a layer followed by global average pooling and a linear

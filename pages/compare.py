@@ -65,6 +65,7 @@ with page.guard():
             "summary (CSV)": (lambda: summary.to_csv(index=False), "summary.csv", "text/csv"),
             "MOD/VID (CSV)": (lambda: mod_vid.to_csv(index=False), "mod_vid.csv", "text/csv"),
             "per image (CSV)": (lambda: table.to_csv(index=False), "per_image.csv", "text/csv"),
+            "report (HTML)": (run.report_maker(sel, table), "gcdash-report.html", "text/html"),
         },
         key="cmp.tables",
     )

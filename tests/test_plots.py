@@ -141,3 +141,22 @@ def test_png_export_is_optional():
     png = report.figure_png(fig)
     assert (png is None) == (not report.PNG_AVAILABLE)
     assert "<html>" in report.figure_html(fig)
+
+
+def test_the_report_tells_the_story_with_settings_terms_and_images(tiny_handle, tiny_samples, store):
+    from gcdash.config import ModelSpec, SweepConfig
+    from gcdash.ui import compute
+
+    config = SweepConfig(models=(ModelSpec("tiny-cnn"),), eps=(0.0, 8 / 255), layers=("block3",))
+    table = compute.per_image(tiny_handle, store, tiny_samples, config)
+    data = compute.gallery(tiny_handle, store, tiny_samples, config, 8 / 255, "block3")
+    rows = report.gallery_rows(data, k=2)
+    assert [r.caption for r in rows][0].startswith("tiny-cnn · ") and len(rows[0].pictures) == 4
+    title = report.report_title(table["attack"].unique(), ["tiny-cnn"])
+    text = report.report_html(table, title, {"images": "8 from tiny", "attack": "fgsm"}, rows)
+    assert "<title>How FGSM moves the explanations of tiny-cnn</title>" in text
+    assert "What we found" in text and "FGSM at eps 8/255 changed the top-1 prediction" in text
+    assert "<th>images</th><td>8 from tiny</td>" in text and "<th>made</th>" in text
+    assert "Mean Observed Dissimilarity" in text and "Variation in Dissimilarity" in text
+    assert text.count("<figure><img alt=") == 2 * 4  # two images x clean, attacked and their maps, embedded
+    assert "MOD@0" not in text  # the control column of zeros is gone

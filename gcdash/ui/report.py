@@ -1,19 +1,26 @@
-"""Exports for people without the app: a self-contained HTML report of the comparison charts, and single charts
+"""Exports for people without the app: a self-contained HTML report (the takeaway in sentences, the settings, short
+definitions, the images whose explanation moved most, the MOD/VID table, the comparison charts), and single charts
 as offline HTML or, where kaleido is installed, PNG. Pure Python: no streamlit here."""
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import html
 import importlib.util
-from collections.abc import Callable
+import io
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from PIL import Image
 
 from gcdash import results
 from gcdash.plots import accuracy_curves, distribution, mod_bands, mod_vs_drop, vid_bars
 from gcdash.results import summary_with_ci
+from gcdash.ui.images import overlay, to_uint8, upscale
 
 PNG_AVAILABLE = importlib.util.find_spec("kaleido") is not None
 
@@ -30,20 +37,111 @@ def comparison_figures(per_image: pd.DataFrame) -> dict[str, go.Figure]:
     }
 
 
-def report_html(per_image: pd.DataFrame, title: str = "gcdash report", subtitle: str = "") -> str:
-    """A self-contained HTML page (plotly.js inlined once) with the comparison charts and the MOD/VID table."""
+DEFINITIONS = [
+    (
+        "NISSIM",
+        "(1 − SSIM) / 2 of the clean and the attacked image's heatmaps: 0 = the same explanation, 1 = opposite.",
+    ),
+    ("MOD", "Mean Observed Dissimilarity: the mean NISSIM over the attacked images at one eps."),
+    ("VID", "Variation in Dissimilarity: how much MOD changes across the eps levels (its standard deviation)."),
+    ("eps", "the attack's budget: no pixel moves by more than eps (8/255 is 8 grey levels of 255)."),
+    ("flipped / kept", "images whose top-1 prediction the attack changed / did not change."),
+    ("noise control", "random ±eps per pixel, the same budget in a direction unrelated to the model."),
+]
+
+
+@dataclass(frozen=True)
+class GalleryRow:
+    """One image of the report's gallery: a caption and its pictures (caption, PNG bytes) left to right."""
+
+    caption: str
+    pictures: tuple[tuple[str, bytes], ...]
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(upscale(image, 160)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def gallery_rows(data, k: int = 3) -> list[GalleryRow]:
+    """The ``k`` images of a :class:`~gcdash.ui.compute.GalleryData` whose explanation moved most: clean image,
+    attacked image, and their heatmaps."""
+    order = data.table["nissim"].fillna(-1).sort_values(ascending=False).index[:k]
+    rows = []
+    for i in order:
+        r = data.table.loc[i]
+        flip = "flipped" if r.flipped else "kept"
+        rows.append(
+            GalleryRow(
+                f"{data.model} · {r.image_id} · true {r.label_name} · NISSIM {r.nissim:.3f} ({flip})",
+                (
+                    (f"clean: {r.pred_clean_name} {r.conf_clean:.0%}", _png(to_uint8(data.clean[i]))),
+                    (f"attacked: {r.pred_adv_name} {r.conf_adv:.0%}", _png(to_uint8(data.adv[i]))),
+                    (f"clean map · {data.layer}", _png(overlay(data.clean[i], data.clean_map[i]))),
+                    ("attacked map", _png(overlay(data.adv[i], data.adv_map[i]))),
+                ),
+            )
+        )
+    return rows
+
+
+def _gallery_html(rows: Sequence[GalleryRow]) -> str:
+    figures = []
+    for row in rows:
+        cells = "".join(
+            f"<figure><img alt='{html.escape(c)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+            f"<figcaption>{html.escape(c)}</figcaption></figure>"
+            for c, png in row.pictures
+        )
+        figures.append(f"<div class='row'><p>{html.escape(row.caption)}</p>{cells}</div>")
+    return "".join(figures)
+
+
+def report_html(
+    per_image: pd.DataFrame,
+    title: str = "gcdash report",
+    settings: Mapping[str, str] | str | None = None,
+    rows: Sequence[GalleryRow] = (),
+) -> str:
+    """A self-contained HTML page for people without the app (plotly.js inlined once, images embedded): the
+    takeaway in sentences, the settings, short definitions, the images whose explanation moved most, the MOD/VID
+    table and the comparison charts."""
+    summary = results.summary(per_image)
+    settings = {"settings": settings} if isinstance(settings, str) else dict(settings or {})
+    settings.setdefault("made", dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     figures = comparison_figures(per_image)
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures.values())]
-    table = results.mod_vid_table(results.summary(per_image)).to_html(index=False, float_format="{:.4f}".format)
-    if "attack" in per_image:
-        subtitle = f"{subtitle} · attacks: {', '.join(per_image['attack'].unique())}".lstrip(" ·")
+    table = results.mod_vid_table(summary).to_html(index=False, float_format="{:.4f}".format, na_rep="n/a")
+    takeaway = "".join(f"<li>{html.escape(line)}</li>" for line in results.takeaway(summary))
+    facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
+    terms = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in DEFINITIONS)
+    gallery = f"<h2>The images whose explanation moved most</h2>{_gallery_html(rows)}" if rows else ""
     body = "\n".join(f"<section>{p}</section>" for p in parts)
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px} table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><p>{html.escape(subtitle)}</p><h2>MOD / VID</h2>{table}{body}</body></html>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1><h2>What we found</h2><ul class='takeaway'>{takeaway}</ul>"
+        f"<h2>Settings</h2><table class='facts'>{facts}</table><h2>Terms</h2><dl>{terms}</dl>{gallery}"
+        f"<h2>MOD / VID</h2>{table}{body}<p class='foot'>Made with gcdash; method after Chakraborty et al., "
+        "Generalizing Adversarial Explanations with Grad-CAM, CVPRW 2022.</p></body></html>"
     )
+
+
+_STYLE = (
+    "body{font-family:sans-serif;margin:2em auto;max-width:1200px;color:#222} table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} .facts th,.facts td{text-align:left}"
+    ".takeaway li{font-size:1.15em;margin:.4em 0} dt{font-weight:bold} dd{margin:0 0 .5em 1.5em}"
+    ".row{margin:1em 0} .row figure{display:inline-block;margin:0 .6em 0 0;text-align:center}"
+    ".row img{image-rendering:pixelated;border:1px solid #ddd} figcaption{font-size:.85em} .foot{color:#777}"
+)
+
+
+def report_title(attacks: Sequence[str], models: Sequence[str]) -> str:
+    """A title a person reads: "How FGSM moves the explanations of demo-vgg and demo-resnet"."""
+    names = list(dict.fromkeys(models))
+    who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+    what = " and ".join(a.upper() for a in dict.fromkeys(a for a in attacks if a != "noise")) or "noise"
+    return f"How {what} moves the explanations of {who}"
 
 
 def figure_html(fig: go.Figure) -> str:

@@ -175,6 +175,32 @@ def extra_views(
     return data
 
 
+def report_maker(sel: Selection, table: pd.DataFrame) -> Callable[[], str]:
+    """The HTML report of ``table`` under the selection, made on click: settings from the sidebar, and the images
+    whose explanation moved most for each model (read from the cache: the pages computed them)."""
+    from gcdash.ui import report
+
+    loaded, imgs = handles(sel), samples(sel)
+
+    def make() -> str:
+        rows = []
+        for name, handle in loaded.items():
+            layer = handle.resolve_layers(sel.layers_for(name))[-1]
+            config = sel.config(name, layers=(layer,), eps=(sel.gallery_eps,))
+            data = compute.gallery(handle, cache.store(), imgs, config, sel.gallery_eps, layer)
+            rows += report.gallery_rows(data, k=2)
+        settings = {
+            "images": f"{len(imgs)} from {sel.data.source}", "models": ", ".join(sel.models),
+            "explanation": sel.method, "layers": sel.layer_mode,
+            "attack": sel.attack.name + "".join(f" {k}={v}" for k, v in sel.attack.params),
+            "eps": ", ".join(eps_text(e) for e in sel.eps), "gallery eps": eps_text(sel.gallery_eps),
+            "target": sel.target, "device": sel.device,
+        }  # fmt: skip
+        return report.report_html(table, report.report_title(table["attack"].unique(), sel.models), settings, rows)
+
+    return make
+
+
 def warn_zero_maps(summary: pd.DataFrame) -> None:
     """Say where maps were all zero (a dead layer, a constant map): those pairs are left out of MOD."""
     dead = summary[summary["zero_rate"] > 0]

@@ -75,6 +75,11 @@ def _progress_body(job: compute.SweepJob) -> None:
         st.success(f"Finished {job.total} images in {job.elapsed:.0f} s; the run is listed below.")
 
 
+def _report(per_image: pd.DataFrame, runs: str) -> str:
+    title = report.report_title(per_image["attack"].unique(), per_image["model"].unique())
+    return report.report_html(per_image, title, {"runs": runs, "rows": str(len(per_image))})
+
+
 def _attack_text(attack: dict) -> str:
     params = ", ".join(f"{k}={v}" for k, v in attack.get("params", []))
     return f"{attack['name']} ({params})" if params else attack["name"]
@@ -128,7 +133,7 @@ def exports(chosen: pd.DataFrame) -> None:
             "per image (Parquet)": (parquet, f"gcdash-{key}.parquet", "application/vnd.apache.parquet"),
             "per image (CSV)": (lambda: table().to_csv(index=False), f"gcdash-{key}.csv", "text/csv"),
             "report (HTML)": (
-                lambda: report.report_html(table(), f"gcdash run {key}", subtitle),
+                lambda: _report(table(), subtitle),
                 f"gcdash-{key}.html",
                 "text/html",
             ),

@@ -82,7 +82,7 @@ def test_errors(faces, tmp_path):
     (tmp_path / "bad" / "x").mkdir(parents=True)
     (tmp_path / "bad" / "x" / "a.jpg").write_bytes(b"garbage")
     cases = {
-        "folder": "needs a path",
+        "folder": "needs the path of a folder",
         f"folder:{tmp_path / 'nope'}": "not found",
         f"folder:{tmp_path / 'empty'}": "no images",
         f"folder:{tmp_path / 'bad'}": "no readable images",

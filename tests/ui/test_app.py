@@ -151,7 +151,7 @@ def test_compare_charts_follow_the_selection():
     names = {t["name"] for t in specs[0]["data"] if t.get("name")}
     assert names == {f"{m} · {a}" for m in ("tiny-cnn", "tiny-cnn2") for a in ("fgsm", "noise")}
     assert specs[0]["layout"]["xaxis"]["ticktext"] == ["0", "4/255", "8/255"]
-    assert len(at.get("download_button")) == 3 + 4
+    assert len(at.get("download_button")) == 4 + 4  # tables and the report; the charts
     gap = at.dataframe[0].value
     assert set(gap["attack"]) == {"fgsm"} and (gap["gap"] == gap["mod"] - gap["mod_noise"]).all()
     widget(at, "toggle", "cmp.control").set_value(False).run()
