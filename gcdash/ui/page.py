@@ -33,6 +33,7 @@ def configure() -> None:
 
 
 PAGES = [  # (file, title, icon), in menu order; the first is the default
+    ("pages/overview.py", "Overview", ":material/auto_stories:"),
     ("pages/gallery.py", "Gallery", ":material/photo_library:"),
     ("pages/distributions.py", "Distributions", ":material/bar_chart:"),
     ("pages/compare.py", "Compare models", ":material/compare_arrows:"),

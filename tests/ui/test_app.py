@@ -25,8 +25,12 @@ TINY = {"models": ["tiny-cnn", "tiny-cnn2"], "classes": FIVE, "n": "6", "eps": [
 pytestmark = pytest.mark.timeout(900)
 
 
-def app(page: str | None = None, **params) -> AppTest:
-    """A fresh session on ``page`` with the tiny selection (plus ``params``), after its first run."""
+GALLERY = "pages/gallery.py"
+
+
+def app(page: str | None = GALLERY, **params) -> AppTest:
+    """A fresh session on ``page`` (None: the landing page, Overview) with the tiny selection (plus ``params``),
+    after its first run."""
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.query_params = {**TINY, **params}
     at.run()
@@ -83,6 +87,18 @@ def test_the_sidebar_attack_reaches_the_gallery_and_the_url():
     widget(at, "selectbox", "a.pgd.source").set_value("tiny-cnn2").run()
     assert_clean(at)
     assert any(r"PGD \(L∞\) crafted on tiny\-cnn2 at eps" in c.value for c in at.caption)
+
+
+def test_the_landing_page_tells_the_story():
+    at = app(None)
+    assert_clean(at)
+    assert at.title[0].value == "What an attack does to the explanations"
+    story = info_texts(at)
+    assert "changed the top\\-1 prediction" in story and "moved least" in story
+    assert "Random noise of the same size moved them" in shown(story)
+    assert len(at.metric) == 2  # a MOD card per model, with its gap to the noise control
+    assert all("vs noise" in (m.proto.delta or "") for m in at.metric)
+    assert len(image_urls(at)) == 6  # the image whose explanation moved most: one gallery row
 
 
 def test_gallery_view_controls_do_no_model_work(monkeypatch):

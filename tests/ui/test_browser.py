@@ -207,9 +207,17 @@ def screenshot(page, shots: list[Path], name: str) -> None:
 # -- the test -----------------------------------------------------------------------------------------------
 def test_every_page_in_a_browser(server, page, shots):
     page.goto(f"{server}/?{QUERY}")
+    page.wait_for_selector('h1:has-text("What an attack does to the explanations")', timeout=WORK_TIMEOUT_MS)
     appears(page, '[data-testid="stImage"] img')
     idle(page)
     no_exception(page)
+    assert page.locator('[data-testid="stMetric"]').count() == 2  # the landing page: a MOD card per model
+    assert page.get_by_text("moved least").count() >= 1
+    screenshot(page, shots, "overview")
+
+    visit(page, server, "Gallery")
+    appears(page, '[data-testid="stImage"] img')
+    idle(page)
     assert page.locator('[data-testid="stImage"] img').count() >= 8 * 6
     assert "n=16" in page.url
     screenshot(page, shots, "gallery")
@@ -239,6 +247,18 @@ def test_every_page_in_a_browser(server, page, shots):
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1
     no_exception(page)
     screenshot(page, shots, "compare")
+    with page.expect_download(timeout=WORK_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="report (HTML)").click()
+    sent = shots[0] / "report.html"
+    download.value.save_as(sent)
+    reader = page.context.new_page()
+    reader.goto(sent.as_uri())
+    reader.wait_for_selector('h2:has-text("What we found")')
+    reader.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 8")  # drawn offline
+    assert reader.locator(".row figure img").count() >= 2 * 4
+    assert "How FGSM moves the explanations of demo-vgg and demo-resnet" in reader.title()
+    screenshot(reader, shots, "report")
+    reader.close()
 
     visit(page, server, "Layers")
     charts_drawn(page, 2)

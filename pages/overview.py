@@ -1,0 +1,52 @@
+"""Overview: the story of the current selection on one screen, for someone who has not read the paper: what was
+attacked, how far the explanations moved (beside random noise of the same size), whose moved least, and the image
+whose explanation moved most."""
+
+import pandas as pd
+import streamlit as st
+
+from gcdash import results
+from gcdash.config import AttackConfig, eps_text
+from gcdash.ui import cache, gallery, page, run
+from gcdash.ui.text import plain
+
+st.title("What an attack does to the explanations")
+st.caption(
+    "A CNN's explanation (a Grad-CAM heatmap: where the network looks to decide) should not change much when an "
+    "image is changed imperceptibly. Here each image is attacked (every pixel moved by at most eps), explained "
+    "before and after, and the two heatmaps are compared: MOD is 0 when they are the same, 1 when opposite."
+)
+
+with page.guard():
+    sel = page.selection()
+    run.require_models(sel)
+    table = run.per_image(sel)
+    if sel.attack.name != "noise":
+        table = pd.concat([table, run.per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
+    summary = cache.summary_ci(table)
+    run.warn_zero_maps(summary)
+    eps = results.headline_eps(summary, sel.gallery_eps)
+
+    st.subheader("What we found")
+    st.markdown("\n".join(f"- {plain(line)}" for line in results.takeaway(summary, eps)))
+
+    if eps is not None:
+        attacked = summary[(summary["eps"] == eps) & (summary["attack"] != "noise")].groupby("model").tail(1)
+        noise = summary[(summary["eps"] == eps) & (summary["attack"] == "noise")].groupby("model").tail(1)
+        noise = noise.set_index("model")["mod"]
+        cards = st.columns(max(1, len(attacked)))
+        for card, r in zip(cards, attacked.itertuples()):
+            base = noise.get(r.model)
+            delta = None if base is None or pd.isna(base) else f"{r.mod - base:+.3f} vs noise"
+            card.metric(r.model, f"{r.mod:.3f}", delta, delta_color="inverse", border=True,
+                        help=f"MOD at eps {eps_text(eps)}; {r.flip_rate:.0%} of predictions flipped")  # fmt: skip
+
+        moved = attacked.sort_values("mod").iloc[-1].model if len(attacked) else sel.models[0]
+        handle = run.handles(sel, [moved])[moved]
+        layer = handle.resolve_layers(sel.layers_for(moved))[-1]
+        data = run.gallery(sel, handle, moved, layer)
+        best = int(data.table["nissim"].fillna(-1).to_numpy().argmax())
+        st.subheader(f"The image whose explanation moved most ({plain(moved)}, eps {eps_text(sel.gallery_eps)})")
+        gallery.header(gallery.columns_of([data]))
+        gallery.row([data], best, gallery.Look())
+        st.caption("The Gallery page shows every image; Compare models has the curves over eps and the report.")
