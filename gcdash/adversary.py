@@ -78,7 +78,7 @@ class Adversary:
                 "are its weights broken? Nothing of them was stored"
             )
         new = {k: state[n].cpu().to(self.attack.stored_dtype).numpy() for n, k in enumerate(state_keys)}
-        self.store.put_arrays(new, "attack", crafter.digest if self.attack.uses_model else "")
+        self.store.put_arrays(new, "attack", crafter.owner if self.attack.uses_model else "(any model)")
         return new
 
 

@@ -235,7 +235,7 @@ class ModelEngine:
             for layer in layers
             for j, i in enumerate(idx)
         }
-        self.store.put_arrays(maps, "map", self.handle.digest)
+        self.store.put_arrays(maps, "map", self.handle.owner)
         batch.maps.update(maps)
 
     def _load_maps(self, batch: Batch, needed: Mapping[Cell, Sequence[int]]) -> None:
@@ -299,7 +299,7 @@ class ModelEngine:
             self._require_finite(f"{name} scores at layer {layer}", values, eps)
             batch.raw[(name, eps, layer)][idx] = values
             new.update({wanted[(name, eps, layer)][i]: float(v) for i, v in zip(idx, values)})
-        self.store.put_scalars(new, "comparison", self.handle.digest)
+        self.store.put_scalars(new, "comparison", self.handle.owner)
 
     def _require_finite(self, what: str, values: np.ndarray, eps: float) -> None:
         """Refuse NaN and infinity with one line naming the model, before anything of the batch is stored."""

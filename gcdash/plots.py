@@ -287,15 +287,17 @@ def mod_vs_drop(summary: pd.DataFrame) -> go.Figure:
     table = _prepared(summary)
     table["accuracy drop"] = table["acc_clean"] - table["acc_adv"]
     x = "accuracy drop" if table["accuracy drop"].notna().any() else "flip_rate"
+    last = table["eps"] == table.groupby("series")["eps"].transform("max")
+    table["label"] = table["eps_text"].where(last, "")  # one label per series (all of them overlap); eps on hover
     fig = px.scatter(
         table,
         x=x,
         y="mod",
         color="series",
-        text="eps_text",
-        hover_data=["layer", "n"],
+        text="label",
+        hover_data=["eps_text", "layer", "n"],
         color_discrete_map=_colors(table["series"]),
-        labels={"mod": "MOD", "flip_rate": "prediction flipped"},
+        labels={"mod": "MOD", "flip_rate": "prediction flipped", "eps_text": "eps", "label": "largest eps"},
         title=f"MOD vs {'accuracy drop' if x == 'accuracy drop' else 'flip rate (no labels)'} (one point per eps)",
     )
     return fig.update_traces(textposition="top center", marker_size=10)

@@ -112,6 +112,11 @@ class ModelHandle:
             self.digest = weights_digest(self.net)
 
     @property
+    def owner(self) -> str:
+        """Who cached entries belong to, as a person reads it: the name and the start of the weights' digest."""
+        return f"{self.name} {self.digest[:12]}"
+
+    @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 

@@ -173,14 +173,17 @@ def _accuracy(t: pd.DataFrame, column: str) -> str:
 
 
 def summary(panels: list[GalleryData]) -> None:
-    """MOD, share flipped and accuracy at this eps, per model, in one row."""
-    slots = iter(st.columns(4 * len(panels), border=True))
+    """MOD, share flipped and accuracy at this eps: a row of cards per model (side by side, a row each, so that the
+    labels and numbers are not cut)."""
     for d in panels:
-        t, name = d.table, f" · {d.model}" if len(panels) > 1 else ""
-        next(slots).metric(f"MOD{name}", f"{t['nissim'].mean():.3f}", help=f"mean NISSIM at this eps, layer {d.layer}")
-        next(slots).metric(f"flipped{name}", f"{t['flipped'].mean():.0%}", help="adversarial top-1 ≠ clean top-1")
-        next(slots).metric(f"clean accuracy{name}", _accuracy(t, "pred_clean"))
-        next(slots).metric(f"adversarial accuracy{name}", _accuracy(t, "pred_adv"))
+        t = d.table
+        if len(panels) > 1:
+            st.markdown(f"**{plain(d.model)}** · {plain(d.layer)}")
+        slots = iter(st.columns(4, border=True))
+        next(slots).metric("MOD", f"{t['nissim'].mean():.3f}", help=f"mean NISSIM at this eps, layer {d.layer}")
+        next(slots).metric("flipped", f"{t['flipped'].mean():.0%}", help="adversarial top-1 ≠ clean top-1")
+        next(slots).metric("clean accuracy", _accuracy(t, "pred_clean"))
+        next(slots).metric("adversarial accuracy", _accuracy(t, "pred_adv"))
 
 
 def _clamp_page(key: str, pages: int) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import pandas as pd
 import streamlit as st
 
-from gcdash import data
+from gcdash import data, pipeline
 from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.data import Samples
 from gcdash.errors import GcdashError
@@ -63,7 +63,10 @@ def samples(sel: Selection) -> Samples:
         return loaded
     uploaded = st.session_state.get(UPLOADS)
     if uploaded is None:
-        st.info("Upload PNG, JPEG or WebP images in the sidebar.")
+        st.info(
+            "Upload PNG, JPEG or WebP images in the sidebar. Uploads are not part of a link and do not survive a "
+            "reload of the page: after one, upload them again."
+        )
         st.stop()
     return uploaded
 
@@ -106,7 +109,9 @@ def _fill(jobs: list[tuple[ModelHandle, SweepConfig, str]], imgs: Samples, what:
     """Compute the cold ``jobs`` (handle, config, key) with one progress bar, then mark them warm."""
     report, close = _bar(what, len(imgs) * len(jobs))
     for handle, config, key in jobs:
-        compute.per_image(handle, cache.store(), imgs, config, report, handles=sources)
+        table = compute.per_image(handle, cache.store(), imgs, config, report, handles=sources)
+        if not cache.store().read_only:  # listed on the Runs page, exportable like a sweep's
+            pipeline.save_run(cache.store(), pipeline.SweepResult(config, table))
         _warm().add(key)
     close()
 

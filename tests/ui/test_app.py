@@ -201,6 +201,14 @@ def test_methods_page():
     assert {t.get("name") for t in charts(at)[0]["data"]} - {None} == {"gradcam", "hirescam"}
 
 
+def test_the_pages_tables_are_listed_as_runs_and_the_cache_names_models():
+    at = app("pages/runs.py")
+    assert_clean(at)
+    runs, usage = at.dataframe[0].value, at.dataframe[1].value
+    assert set(runs["models"]) >= {"tiny-cnn", "tiny-cnn2"}  # computed by the gallery the session opened on
+    assert any(m.startswith("tiny-cnn ") for m in usage["model"])  # names, not bare weight digests
+
+
 def test_runs_sweep_export_and_clear():
     at = app("pages/runs.py")
     assert_clean(at)
@@ -212,7 +220,9 @@ def test_runs_sweep_export_and_clear():
     at.run()  # the finished sweep's st.rerun() changes widget ids under AppTest (see app()); settle them
     assert_clean(at)
     assert "Finished" in at.success[0].value
-    assert len(at.dataframe) >= 1 and len(at.dataframe[0].value) == 1  # one run, both models
+    listed = at.dataframe[0].value
+    assert (listed["models"] == "tiny-cnn, tiny-cnn2").sum() == 1  # the sweep: one run, both models
+    assert len(listed) > 1  # and the tables the pages computed, one run each
     assert {b.label for b in at.get("download_button")} >= {"per image (Parquet)", "per image (CSV)", "report (HTML)"}
     widget(at, "checkbox", "runs.sure").check().run()
     next(b for b in at.button if b.key == "runs.clear").click().run()
