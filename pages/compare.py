@@ -1,11 +1,10 @@
 """Compare models: MOD vs eps with a 95% bootstrap band beside the random-noise control, VID, accuracy under
 attack, MOD vs accuracy drop, MOD under each map comparison, and the MOD/VID table, with CSV and chart downloads."""
 
-import pandas as pd
 import streamlit as st
 
 from gcdash import plots, results
-from gcdash.config import AttackConfig, eps_text
+from gcdash.config import eps_text
 from gcdash.ui import cache, page, report, run
 
 st.title("Compare models")
@@ -23,7 +22,7 @@ with page.guard():
         "Beside the random-noise control", value=True, key="cmp.control", help="one CAM pass per image and eps"
     )
     if with_control:
-        table = pd.concat([table, run.per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
+        table = run.with_noise_control(sel, table)
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     charts = {

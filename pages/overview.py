@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from gcdash import results
-from gcdash.config import AttackConfig, eps_text
+from gcdash.config import eps_text
 from gcdash.ui import cache, gallery, page, run
 from gcdash.ui.text import plain
 
@@ -20,9 +20,7 @@ st.caption(
 with page.guard():
     sel = page.selection()
     run.require_models(sel)
-    table = run.per_image(sel)
-    if sel.attack.name != "noise":
-        table = pd.concat([table, run.per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
+    table = run.with_noise_control(sel, run.per_image(sel))
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     eps = results.headline_eps(summary, sel.gallery_eps)

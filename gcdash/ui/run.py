@@ -153,6 +153,14 @@ def per_image(
     return tables(sel, configs)
 
 
+def with_noise_control(sel: Selection, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the random-noise control's rows beside it (same images, models, layers and eps), unless the
+    selected attack is the control itself."""
+    if sel.attack.name == "noise":
+        return table
+    return pd.concat([table, per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
+
+
 def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> compute.GalleryData:
     """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once per session (cells
     filled with a progress bar, images and maps kept from the same pass), then read from session state."""
