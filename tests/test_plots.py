@@ -151,7 +151,7 @@ def test_the_report_tells_the_story_with_settings_terms_and_images(tiny_handle, 
     table = compute.per_image(tiny_handle, store, tiny_samples, config)
     data = compute.gallery(tiny_handle, store, tiny_samples, config, 8 / 255, "block3")
     rows = report.gallery_rows(data, k=2)
-    assert [r.caption for r in rows][0].startswith("tiny-cnn · ") and len(rows[0].pictures) == 4
+    assert rows[0].caption.startswith("tiny-cnn · ") and len(rows[0].pictures) == 4
     title = report.report_title(table["attack"].unique(), ["tiny-cnn"])
     text = report.report_html(table, title, {"images": "8 from tiny", "attack": "fgsm"}, rows)
     assert "<title>How FGSM moves the explanations of tiny-cnn</title>" in text

@@ -48,6 +48,11 @@ class CamMethod(ABC):
     #: setting of the method object, not one of its parameters, and belongs in no cache key.
     batch_size: int = 32
 
+    def passes(self, params: dict[str, Any]) -> int | None:
+        """Model passes per explained input, for cost warnings: 1 for the one-pass methods; None where it depends on
+        the layers' widths (Score-CAM)."""
+        return 1
+
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The full parameter set: defaults updated with ``overrides`` (unknown names are an error)."""
         unknown = set(overrides) - set(self.defaults)

@@ -117,6 +117,9 @@ class IntegratedGradCam(CamMethod):
     cost = "`steps` forward + backward passes per image for all layers (the last one is the clean pass; batched)"
     defaults: ClassVar[dict[str, Any]] = {"steps": 50, "authors": False}
 
+    def passes(self, params: dict[str, Any]) -> int:
+        return int(params["steps"]) + bool(params.get("authors", False))
+
     def raw_maps(
         self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], targets: Targets = None, **params: Any
     ) -> CamPass:

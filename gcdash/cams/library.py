@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import types
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pytorch_grad_cam.score_cam
@@ -134,6 +135,9 @@ class ScoreCam(LibraryCam):
         "(inherent to Score-CAM; `batch_size` channels per pass)"
     )
     batch_size = 64
+
+    def passes(self, params: dict[str, Any]) -> None:
+        return None  # one per channel of each layer: hundreds per image on a real network
 
     def build_cam(self, net: nn.Module) -> BaseCAM:
         cam = super().build_cam(net)

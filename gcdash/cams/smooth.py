@@ -139,6 +139,9 @@ class SmoothGradCamPlusPlus(CamMethod):
     cost = "one forward pass, then `samples` forward + backward passes per image for all layers (batched)"
     defaults: ClassVar[dict[str, Any]] = {"samples": 25, "sigma": 0.15, "seed": 0}
 
+    def passes(self, params: dict[str, Any]) -> int:
+        return 1 + int(params["samples"])
+
     def raw_maps(
         self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], targets: Targets = None, **params: Any
     ) -> CamPass:

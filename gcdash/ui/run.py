@@ -99,6 +99,37 @@ def _bar(what: str, total: int) -> tuple[Callable[[int, str], None], Callable[[]
     return report, bar.empty
 
 
+SLOW_PASSES = 10  # model passes per explained input above which a page asks before computing
+
+
+def confirm_slow(jobs: list[tuple[ModelHandle, SweepConfig, str]], n_images: int) -> None:
+    """Before a slow method starts on a cold cache, say what it costs and wait for a click (the page stops)."""
+    from gcdash import cams
+
+    slow = []
+    for _, config, _ in jobs:
+        method = cams.get(config.cam.method)
+        per_input = method.passes(method.params(**dict(config.cam.params)))
+        if per_input is None or per_input >= SLOW_PASSES:
+            inputs = n_images * (1 + sum(e > 0 for e in config.eps))
+            slow.append((method.label, per_input, inputs))
+    if not slow:
+        return
+    parts = [
+        f"{label}: {'one pass per channel of each layer' if p is None else f'{p} passes'} for each of {inputs} "
+        f"inputs ({'hundreds of' if p is None else p * inputs} model passes)"
+        for label, p, inputs in slow
+    ]
+    st.warning(
+        "This is slow on a CPU (Grad-CAM makes 1 pass per input): " + "; ".join(parts) + ". Start it, or pick "
+        "fewer images or eps, or a one-pass method, in the sidebar.",
+        icon=":material/hourglass_top:",
+    )
+    key = "slow." + "|".join(sorted(job[2] for job in jobs))
+    if not st.button("Compute it", key=f"confirm.{abs(hash(key))}", icon=":material/play_arrow:"):
+        st.stop()
+
+
 def _sources(sel: Selection, configs: Sequence[SweepConfig]) -> dict[str, ModelHandle]:
     """Handles of the transfer attacks' source models (loaded like any selected model)."""
     names = sorted({c.attack.source for c in configs if c.attack.source})
@@ -132,6 +163,7 @@ def tables(
             st.info(plain(note[0].upper() + note[1:]), icon=":material/label_off:")
     cold = [job for job in jobs if job[2] not in _warm()]
     if cold:
+        confirm_slow(cold, len(imgs))
         _fill(cold, imgs, what, sources)
     return pd.concat([cache.per_image(key, h, imgs, c, sources) for h, c, key in jobs], ignore_index=True)
 
@@ -170,6 +202,7 @@ def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> comp
     memo = st.session_state.setdefault(GALLERIES, {})
     if key not in memo:
         imgs = samples(sel)
+        confirm_slow([(handle, config, key)], len(imgs))
         report, close = _bar("Computing the gallery", len(imgs))
         memo[key] = compute.gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
         close()

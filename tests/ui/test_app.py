@@ -255,6 +255,19 @@ def test_url_and_state_codec():
     assert state.state_to_url({"classes": []}) == {}
 
 
+def test_a_slow_method_says_its_cost_and_waits_for_a_click(monkeypatch):
+    calls = []
+    explain = gcdash.cams.explain
+    monkeypatch.setattr(gcdash.cams, "explain", lambda *a, **k: calls.append(1) or explain(*a, **k))
+    at = app(method="intgradcam", **{"p.steps": "12"})
+    assert_clean(at)
+    assert any("Integrated Grad-CAM: 12 passes for each of 12 inputs (144 model passes)" in w.value for w in at.warning)
+    assert calls == [] and not image_urls(at)  # nothing computed before the click
+    next(b for b in at.button if b.label == "Compute it").click().run()
+    assert_clean(at)
+    assert calls and image_urls(at)
+
+
 def test_method_parameters_come_from_defaults():
     at = app(method="smoothgradcampp", **{"p.samples": "3"})
     assert_clean(at)
