@@ -20,7 +20,8 @@ st.caption(
 with page.guard():
     sel = page.selection()
     run.require_models(sel)
-    table = run.with_noise_control(sel, run.per_image(sel))
+    story = (0.0, sel.gallery_eps)  # one eps tells the story (and costs a third of the full set on a cold cache)
+    table = run.with_noise_control(sel, run.per_image(sel, eps=story), eps=story)
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     eps = results.headline_eps(summary, sel.gallery_eps)
@@ -47,4 +48,7 @@ with page.guard():
         st.subheader(f"The image whose explanation moved most ({plain(moved)}, eps {eps_text(sel.gallery_eps)})")
         gallery.header(gallery.columns_of([data]))
         gallery.row([data], best, gallery.Look())
-        st.caption("The Gallery page shows every image; Compare models has the curves over eps and the report.")
+        st.caption(
+            f"At the sidebar's gallery eps ({eps_text(sel.gallery_eps)}). The Gallery page shows every image; Compare "
+            "models has the curves over every eps, the noise control beside them, and the report."
+        )

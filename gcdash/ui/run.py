@@ -1,15 +1,19 @@
 """The pages' compute path with progress bars: load what a page needs, fill missing cells, return cached tables.
 
-A table is computed once per session with a progress bar (counts, elapsed, ETA) and then read through
-``st.cache_data``; its key is remembered in session state (``gcdash.warm``), so a rerun that needs no new cell
-does no model work and draws no bar. Widget changes interrupt a running computation between batches; the
+A table is computed once per process with a progress bar (counts, elapsed, ETA) and then read through
+``st.cache_data``; its key is remembered for the process (the store and ``st.cache_data`` are shared by every
+session), so a rerun or a new session that needs no new cell does no model work and draws no bar. Gallery data is
+kept the same way, for the last few galleries. Widget changes interrupt a running computation between batches; the
 finished batches are already in the store.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import pandas as pd
 import streamlit as st
@@ -24,9 +28,10 @@ from gcdash.ui.sidebar import SELECTION, UPLOADS
 from gcdash.ui.state import Selection
 from gcdash.ui.text import plain
 
-WARM = "gcdash.warm"
-GALLERIES = "gcdash.galleries"  # table key → GalleryData, this session's last few
-MAX_GALLERIES = 6
+MAX_GALLERIES = 16
+_WARM: set[str] = set()  # table keys computed in this process: their cells are in the store
+_GALLERIES: OrderedDict[str, compute.GalleryData] = OrderedDict()  # the last few galleries, for every session
+_LOCK = threading.Lock()
 
 
 def selection() -> Selection:
@@ -72,12 +77,14 @@ def samples(sel: Selection) -> Samples:
 
 
 def _warm() -> set[str]:
-    return st.session_state.setdefault(WARM, set())
+    return _WARM
 
 
 def forget_warm() -> None:
-    st.session_state[WARM] = set()
-    st.session_state[GALLERIES] = {}
+    """After the cache was cleared: nothing is warm any more."""
+    with _LOCK:
+        _WARM.clear()
+        _GALLERIES.clear()
 
 
 def _progress_text(what: str, done: int, total: int, start: float) -> str:
@@ -175,40 +182,43 @@ def per_image(
     layers: str | tuple[str, ...] | None = None,
     methods: Sequence[str] | None = None,
     attack: AttackConfig | None = None,
+    eps: tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
-    """The per-image table of the selection (or of ``models`` × ``methods``, at ``layers``, under ``attack``)."""
+    """The per-image table of the selection (or of ``models`` × ``methods``, at ``layers`` and ``eps``, under
+    ``attack``)."""
     configs = [
-        (name, sel.config(name, layers=layers, method=method, attack=attack))
+        (name, sel.config(name, layers=layers, method=method, attack=attack, eps=eps))
         for name in (models or sel.models)
         for method in (methods or [sel.method])
     ]
     return tables(sel, configs)
 
 
-def with_noise_control(sel: Selection, table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with the random-noise control's rows beside it (same images, models, layers and eps), unless the
-    selected attack is the control itself."""
+def with_noise_control(sel: Selection, table: pd.DataFrame, eps: tuple[float, ...] | None = None) -> pd.DataFrame:
+    """``table`` with the random-noise control's rows beside it (same images, models and layers; the selection's
+    eps or ``eps``), unless the selected attack is the control itself."""
     if sel.attack.name == "noise":
         return table
-    return pd.concat([table, per_image(sel, attack=AttackConfig("noise"))], ignore_index=True)
+    return pd.concat([table, per_image(sel, attack=AttackConfig("noise"), eps=eps)], ignore_index=True)
 
 
 def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> compute.GalleryData:
-    """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once per session (cells
-    filled with a progress bar, images and maps kept from the same pass), then read from session state."""
+    """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once (cells filled with a
+    progress bar, images and maps kept from the same pass), then kept for every session (read-only)."""
     eps = sel.gallery_eps
     config = sel.config(model, layers=(layer,), eps=(eps,))
     key = cache.table_key(config, sel.device, "gallery")
-    memo = st.session_state.setdefault(GALLERIES, {})
-    if key not in memo:
+    if key not in _GALLERIES:
         imgs = samples(sel)
         confirm_slow([(handle, config, key)], len(imgs))
         report, close = _bar("Computing the gallery", len(imgs))
-        memo[key] = compute.gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
+        data = compute.gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
         close()
-        for old in list(memo)[:-MAX_GALLERIES]:
-            del memo[old]
-    return memo[key]
+        with _LOCK:
+            _GALLERIES[key] = data
+            while len(_GALLERIES) > MAX_GALLERIES:
+                _GALLERIES.popitem(last=False)
+    return _GALLERIES[key]
 
 
 def extra_views(
@@ -217,8 +227,8 @@ def extra_views(
     """``data`` with the extra views ``names`` (gcdash.cams.views) of its clean and adversarial images."""
     base = cache.table_key(sel.config(data.model, layers=(data.layer,), eps=(data.eps,)), sel.device)
     with st.spinner("Computing extra views…"):
-        data.extra = {name: cache.extra_view(base, name, handle, data, sel.target) for name in names}
-    return data
+        extra = {name: cache.extra_view(base, name, handle, data, sel.target) for name in names}
+    return replace(data, extra=extra)  # a copy: the gallery data is shared between sessions
 
 
 def report_maker(sel: Selection, table: pd.DataFrame) -> Callable[[], str]:
