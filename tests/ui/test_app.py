@@ -122,6 +122,7 @@ def test_gallery_side_by_side_and_enlarge():
     widget(at, "selectbox", "g.second").set_value("tiny-cnn2").run()
     assert_clean(at)
     assert len(at.metric) == 8  # four figures per model
+    assert {m.label for m in at.metric} == {"MOD", "flipped", "clean accuracy", "adversarial accuracy"}  # not cut
     assert len(image_urls(at)) == 6 * (1 + 2 * 4)
     first = widget(at, "selectbox", "image").options[1]
     widget(at, "selectbox", "image").set_value(first).run()
