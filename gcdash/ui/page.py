@@ -18,7 +18,7 @@ from pathlib import Path
 import streamlit as st
 
 from gcdash.errors import GcdashError
-from gcdash.ui import run, sidebar
+from gcdash.ui import run, sidebar, values
 from gcdash.ui.state import Selection
 from gcdash.ui.text import plain
 
@@ -62,16 +62,17 @@ def selection() -> Selection:
 
     Streamlit runs a page file on its own for a fresh server's first deep link, before app.py ever ran. The widgets
     of such a run get other ids than the router's, so a click on one (the first "Start sweep" of a link to Runs)
-    would be lost on the next run; so that run sets up the navigation and runs the same page again through it at
-    once, query string kept. (AppTest runs switched-to pages on their own after app.py: those draw the frame here.)
+    would be lost on the next run; so that run reads the link into the session, sets up the navigation and runs the
+    same page again through it at once (the router's run writes the link back). AppTest runs switched-to pages on
+    their own after app.py: those draw the frame here.
     """
     if not st.session_state.pop(ROUTED, False):
         configure()
         listed = pages()
         st.navigation(listed)
         if not _router_ran:
-            st.switch_page(_running_page(listed, sys._getframe(1).f_globals.get("__file__", "")), query_params=[
-                (k, v) for k in st.query_params for v in st.query_params.get_all(k)])  # fmt: skip
+            values.values()  # read the whole link into the session first: switching drops repeated parameters
+            st.switch_page(_running_page(listed, sys._getframe(1).f_globals.get("__file__", "")))
         frame()
         st.session_state.pop(ROUTED, None)
     return run.selection()

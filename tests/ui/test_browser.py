@@ -291,6 +291,7 @@ def test_a_link_restores_the_selection(tmp_path, page):
         assert page.get_by_role("combobox", name="Target policy", exact=True).input_value() == "clean-pred"
         assert page.locator('[data-testid="stNumberInput"] input').first.input_value() == "16"
         assert "target=clean-pred" in page.url
+        assert all(f"eps={e}" in page.url for e in ("2%2F255", "4%2F255", "8%2F255"))  # repeated parameters kept
 
 
 def test_the_first_click_on_a_deep_linked_page_of_a_fresh_server_counts(tmp_path, page):
