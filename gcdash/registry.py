@@ -59,6 +59,7 @@ class Configurable:
     kind: ClassVar[str] = "entry"
     name: ClassVar[str]
     defaults: ClassVar[dict[str, Any]] = {}
+    hints: ClassVar[dict[str, str]] = {}  # parameter → what it means, for the sidebar's help
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The full parameter set: defaults updated with ``overrides``."""

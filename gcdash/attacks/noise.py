@@ -21,6 +21,7 @@ class Noise(DirectionAttack):
     label = "random-sign noise (control)"
     paper = "control at the same L∞ budget"
     defaults: ClassVar[dict[str, Any]] = {"seed": 0}
+    hints: ClassVar[dict[str, str]] = {"seed": "seed of the random signs (with each image's content)"}
     uses_model = False
 
     def state(self, net: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, eps: float | None, **params: Any):

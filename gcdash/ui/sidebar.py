@@ -204,10 +204,10 @@ def _model_label(name: str) -> str:
     return f"{name} ({family})" if family else name
 
 
-PARAM_WIDGETS: dict[type, Callable[[str, str], Any]] = {
-    bool: lambda label, name: bound(st.checkbox, label, name),
-    int: lambda label, name: bound(st.number_input, label, name, step=1),
-    float: lambda label, name: bound(st.number_input, label, name, step=0.01, format="%.3f"),
+PARAM_WIDGETS: dict[type, Callable[..., Any]] = {
+    bool: lambda label, name, help=None: bound(st.checkbox, label, name, help=help),
+    int: lambda label, name, help=None: bound(st.number_input, label, name, step=1, help=help),
+    float: lambda label, name, help=None: bound(st.number_input, label, name, step=0.001, format="%.4f", help=help),
 }
 
 
@@ -219,14 +219,16 @@ def _typed(name: str, default: Any) -> None:
         values.request(**{name: default})
 
 
-def _param_widgets(prefix: str, defaults: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+def _param_widgets(
+    prefix: str, defaults: dict[str, Any], hints: dict[str, str] | None = None
+) -> tuple[tuple[str, Any], ...]:
     """One widget per parameter, typed by its default; returns the values that differ from the defaults."""
     chosen = {}
     for param, default in defaults.items():
         key = f"{prefix}{param}"
         values.dynamic(key, default)
         _typed(key, default)
-        value = PARAM_WIDGETS.get(type(default), PARAM_WIDGETS[float])(param, key)
+        value = PARAM_WIDGETS.get(type(default), PARAM_WIDGETS[float])(param, key, (hints or {}).get(param))
         if value != default:
             chosen[param] = value
     return tuple(sorted(chosen.items()))
@@ -263,7 +265,7 @@ def _attack_section() -> AttackConfig:
     name = bound(st.selectbox, "Attack", "attack", attacks.names(), format_func=lambda a: attacks.get(a).label)
     attack = attacks.get(name)
     st.caption(f"{attack.paper} · cost: {attack.cost()}")
-    params = _param_widgets(f"{ATTACK_PREFIX}{name}.", attack.defaults)
+    params = _param_widgets(f"{ATTACK_PREFIX}{name}.", attack.defaults, attack.hints)
     if not attack.uses_model:
         return AttackConfig(name, params)
     key = f"{ATTACK_PREFIX}{name}.source"
