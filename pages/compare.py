@@ -17,12 +17,10 @@ st.caption(
 with page.guard():
     sel = page.selection()
     run.require_models(sel)
-    table = run.per_image(sel)
     with_control = sel.attack.name != "noise" and st.toggle(
         "Beside the random-noise control", value=True, key="cmp.control", help="one CAM pass per image and eps"
     )
-    if with_control:
-        table = run.with_noise_control(sel, table)
+    table = run.per_image(sel, attacks=run.with_noise_control(sel, with_control))
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     charts = {

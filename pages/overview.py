@@ -21,7 +21,7 @@ with page.guard():
     sel = page.selection()
     run.require_models(sel)
     story = (0.0, sel.gallery_eps)  # one eps tells the story (and costs a third of the full set on a cold cache)
-    table = run.with_noise_control(sel, run.per_image(sel, eps=story), eps=story)
+    table = run.per_image(sel, attacks=run.with_noise_control(sel), eps=story)
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     eps = results.headline_eps(summary, sel.gallery_eps)

@@ -59,11 +59,12 @@ def handles(sel: Selection, names: Sequence[str] | None = None) -> dict[str, Mod
     return out
 
 
-def samples(sel: Selection) -> Samples:
-    """The selected images (uploads come from the sidebar's uploader)."""
+def samples(sel: Selection, *, quiet: bool = False) -> Samples:
+    """The selected images (uploads come from the sidebar's uploader); skipped files and short loads are said,
+    unless ``quiet`` (a second look at the same images in the same run)."""
     if sel.data.source != "upload":
         loaded = cache.samples(sel.data)
-        for line in data.shortfall(loaded, sel.data.n):
+        for line in [] if quiet else data.shortfall(loaded, sel.data.n):
             st.warning(plain(line[0].upper() + line[1:]), icon=":material/warning:")
         return loaded
     uploaded = st.session_state.get(UPLOADS)
@@ -181,25 +182,23 @@ def per_image(
     models: Sequence[str] | None = None,
     layers: str | tuple[str, ...] | None = None,
     methods: Sequence[str] | None = None,
-    attack: AttackConfig | None = None,
+    attacks: Sequence[AttackConfig] | None = None,
     eps: tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
-    """The per-image table of the selection (or of ``models`` × ``methods``, at ``layers`` and ``eps``, under
-    ``attack``)."""
+    """The per-image table of the selection (or of ``models`` × ``methods`` × ``attacks``, at ``layers`` and
+    ``eps``), computed with one progress bar."""
     configs = [
         (name, sel.config(name, layers=layers, method=method, attack=attack, eps=eps))
         for name in (models or sel.models)
         for method in (methods or [sel.method])
+        for attack in (attacks or [sel.attack])
     ]
     return tables(sel, configs)
 
 
-def with_noise_control(sel: Selection, table: pd.DataFrame, eps: tuple[float, ...] | None = None) -> pd.DataFrame:
-    """``table`` with the random-noise control's rows beside it (same images, models and layers; the selection's
-    eps or ``eps``), unless the selected attack is the control itself."""
-    if sel.attack.name == "noise":
-        return table
-    return pd.concat([table, per_image(sel, attack=AttackConfig("noise"), eps=eps)], ignore_index=True)
+def with_noise_control(sel: Selection, control: bool = True) -> list[AttackConfig]:
+    """The selected attack, and the random-noise control beside it when ``control`` (and it is not the control)."""
+    return [sel.attack, *([AttackConfig("noise")] if control and sel.attack.name != "noise" else [])]
 
 
 def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> compute.GalleryData:
@@ -236,14 +235,20 @@ def report_maker(sel: Selection, table: pd.DataFrame) -> Callable[[], str]:
     whose explanation moved most for each model (read from the cache: the pages computed them)."""
     from gcdash.ui import report
 
-    loaded, imgs = handles(sel), samples(sel)
+    imgs = samples(sel, quiet=True)
 
     def make() -> str:
         rows = []
-        for name, handle in loaded.items():
+        for name in sel.models:
+            try:
+                handle = cache.handle(sel.spec(name), sel.device)
+            except GcdashError:
+                continue  # the page already said why it does not load
             layer = handle.resolve_layers(sel.layers_for(name))[-1]
             config = sel.config(name, layers=(layer,), eps=(sel.gallery_eps,))
-            data = compute.gallery(handle, cache.store(), imgs, config, sel.gallery_eps, layer)
+            data = _GALLERIES.get(cache.table_key(config, sel.device, "gallery")) or compute.gallery(
+                handle, cache.store(), imgs, config, sel.gallery_eps, layer
+            )
             rows += report.gallery_rows(data, k=2)
         settings = {
             "images": f"{len(imgs)} from {sel.data.source}", "models": ", ".join(sel.models),
