@@ -88,7 +88,8 @@ class ModelEngine:
         self.method_key = keys.short([method, sorted(self.params.items())])
         self.policy = TARGETS.get(target)
         self.adversary = Adversary(handle, store, attack or AttackConfig(), source)
-        self.comparisons = [_comparison(c) for c in comparisons] + [_empty_maps()]
+        self.comparisons = [_comparison(c) for c in comparisons]
+        self.recorded = [*self.comparisons, _empty_maps()]  # what is stored per pair: the comparisons, empty maps
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
@@ -256,17 +257,16 @@ class ModelEngine:
             self._pass(batch, eps, idx, layers, [int(t) for t in self._targets(batch, eps, idx)])
 
     # -- comparisons --------------------------------------------------------------------------------------
-    def _pair_keys(self, batch: Batch, cell: Cell, comparison: str) -> list[str]:
+    def _pair_keys(self, batch: Batch, cell: Cell) -> dict[str, list[str]]:
+        """The pair keys of one (eps, layer) cell, per recorded comparison (map keys computed once)."""
         eps, layer = cell
         size = tuple(batch.x.shape[-2:])
-        clean, adv = self._map_keys(batch, 0.0, layer), self._map_keys(batch, eps, layer)
-        return [keys.pair(c, a, size, comparison) for c, a in zip(clean, adv)]
+        maps = list(zip(self._map_keys(batch, 0.0, layer), self._map_keys(batch, eps, layer)))
+        return {c.name: [keys.pair(a, b, size, digest) for a, b in maps] for c, _, digest in self.recorded}
 
     def _ensure_comparisons(self, batch: Batch, cells: Sequence[Cell]) -> None:
         """Read every comparison of ``cells`` from the store; compute the missing ones from the maps."""
-        wanted = {
-            (c.name, *cell): self._pair_keys(batch, cell, digest) for c, _, digest in self.comparisons for cell in cells
-        }
+        wanted = {(name, *cell): ks for cell in cells for name, ks in self._pair_keys(batch, cell).items()}
         found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
         missing: dict[tuple, list[int]] = {}
         for what, pair_keys in wanted.items():
@@ -288,7 +288,7 @@ class ModelEngine:
         self, batch: Batch, missing: dict[tuple, list[int]], wanted: dict[tuple, list[str]]
     ) -> None:
         size = tuple(batch.x.shape[-2:])
-        by_name = {c.name: (c, p) for c, p, _ in self.comparisons}
+        by_name = {c.name: (c, p) for c, p, _ in self.recorded}
         new: dict[str, float] = {}
         for (name, eps, layer), idx in missing.items():
             clean_keys, adv_keys = self._map_keys(batch, 0.0, layer, idx), self._map_keys(batch, eps, layer, idx)
@@ -325,7 +325,7 @@ class ModelEngine:
                 }  # fmt: skip
                 empty = batch.raw[("empty", e, layer)].astype(int)
                 none = empty > 0  # a pair with an all-zero map has no dissimilarity to speak of
-                for comparison, _, _ in self.comparisons[:-1]:
+                for comparison, _, _ in self.comparisons:
                     raw = np.where(none, np.nan, batch.raw[(comparison.name, e, layer)])
                     if comparison.raw_name:
                         block[comparison.raw_name] = raw
