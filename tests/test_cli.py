@@ -2,11 +2,11 @@
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import tiny
 
 from gcdash import results
 from gcdash.cli import main
@@ -97,6 +97,11 @@ def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
         (["--method", "nope"], "unknown CAM method 'nope'; choose from: gradcam"),
         (["--eps", "0.1,-0.2"], "eps must be ≥ 0"),
         (["--eps", "abc"], "is not a number"),
+        (["--eps", "1e400"], "out of range"),  # these five gave tracebacks or were accepted before
+        (["--eps", "0,1e9"], "above 1"),
+        (["--seed", "-1"], "--seed must be ≥ 0"),
+        (["--weights", "tiny-cnn=a.pt,b.pt"], "name=PATH pairs"),
+        (["--batch-size", "0"], "--batch-size must be ≥ 1"),
         (["--layers", "block9"], "unknown layer 'block9' for model tiny-cnn; choose from: block1, block2, block3"),
         (["--data", "tiny", "--classes", "hexagon"], "gave no images"),
         (["--data", "nowhere"], "unknown data source 'nowhere'; choose from:"),
@@ -121,22 +126,11 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, change, message):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
-SCRIPT = """
-import sys
-sys.path[:0] = [{root!r}, {tests!r}]
-import tiny
-tiny.register_tiny(); tiny.register_tiny_source()
-from gcdash.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def test_two_processes_sweeping_into_one_cache_agree(tmp_path):
-    script = SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))
     cache = tmp_path / "shared-cache"
     args = [*BASE, "--n", "12", "--layers", "all", "--cache", str(cache)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    commands = [[sys.executable, "-c", script, *args, "--out", str(tmp_path / f"p{i}")] for i in range(2)]
+    commands = [tiny.cli_command(*args, "--out", str(tmp_path / f"p{i}")) for i in range(2)]
     procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for c in commands]
     for p in procs:
         _, err = p.communicate(timeout=300)

@@ -10,7 +10,6 @@ import shutil
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -209,20 +208,7 @@ def test_float_tiffs_are_scaled_or_refused(tmp_path):
     assert "nan.tif: float pixels include 256 NaN or infinite values" in samples.meta["skipped"][0]
 
 
-# 10 -- CLI arguments that used to give tracebacks ------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "change, message",
-    [
-        (["--eps", "1e400"], "out of range"),
-        (["--eps", "0,1e9"], "above 1"),
-        (["--seed", "-1"], "--seed must be ≥ 0"),
-        (["--weights", "tiny-cnn=a.pt,b.pt"], "name=PATH pairs"),
-        (["--batch-size", "0"], "--batch-size must be ≥ 1"),
-    ],
-)
-def test_bad_arguments_are_one_line(tmp_path, capsys, change, message):
-    code = main([*BASE, *change, "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
-    _one_line_error(capsys, code, message)
+# 10 -- CLI arguments that used to give tracebacks: among tests/test_cli.py's bad arguments (one line, exit 2)
 
 
 # 12 -- dead layers: an all-zero map is flagged and kept out of MOD ------------------------------------------------
@@ -242,25 +228,13 @@ def test_an_all_zero_map_is_flagged_not_counted_as_the_same_explanation(tiny_han
 
 
 # -- fault injection: kill -9, flipped bytes, a full store ----------------------------------------------------------
-SCRIPT = """
-import sys
-sys.path[:0] = [{root!r}, {tests!r}]
-import tiny
-tiny.register_tiny(); tiny.register_tiny_source()
-from gcdash.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-ROOT, TESTS = Path(__file__).resolve().parent.parent, Path(__file__).resolve().parent
 SWEEP = ["sweep", "--models", "tiny-cnn", "--data", "tiny", "--n", "48", "--eps", "0,2/255,4/255,8/255", "--layers",
          "all", "--batch-size", "4", "--dissimilarity", "spearman"]  # fmt: skip
 
 
 def _cli(args: list[str]) -> subprocess.Popen:
-    code = SCRIPT.format(root=str(ROOT), tests=str(TESTS))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    return subprocess.Popen(tiny.cli_command(*args), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
 def _rows(cache: Path) -> int:
@@ -325,6 +299,3 @@ def test_a_sweep_stopped_by_a_full_store_resumes_to_the_same_tables(tiny_handle,
     store._conn().execute("PRAGMA max_page_count = 1073741823")  # space freed
     again = ModelEngine(tiny_handle, store, batch_size=4).table(tiny_samples, EPS, "all")
     pd.testing.assert_frame_equal(again, expected)
-
-
-assert tiny  # registered by conftest; imported for the subprocess script's path

@@ -62,3 +62,18 @@ def register_tiny_source() -> None:
     """Register the ``tiny`` data source (random labelled images), once."""
     if "tiny" not in data.SOURCES:
         data.register_source("tiny", _tiny_source)
+
+
+def cli_command(*args: str) -> list[str]:
+    """``python -m gcdash ARGS`` in a subprocess that has the tiny models and source registered (for tests that
+    need a real second process: concurrent sweeps, kill -9)."""
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    script = (
+        f"import sys; sys.path[:0] = [{str(tests.parent)!r}, {str(tests)!r}]\n"
+        "import tiny; tiny.register_tiny(); tiny.register_tiny_source()\n"
+        "from gcdash.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return [sys.executable, "-c", script, *args]
