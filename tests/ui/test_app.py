@@ -432,3 +432,44 @@ def test_a_missing_checkpoint_is_an_error_box_not_a_traceback(tmp_path):
     at = app(models=["demo-vgg"], n="4", **{"weights.demo-vgg": str(tmp_path / "nope.pt")})
     assert not at.exception
     assert any("nope.pt" in shown(e.value) and "not found" in e.value for e in at.error)
+
+
+# -- first-hour defects, one test each ------------------------------------------------------------------------
+def test_identical_methods_are_said_on_the_methods_page():
+    """demo-resnet's default layer is followed by global average pooling and a linear head: Grad-CAM and
+    XGrad-CAM give the same maps there, and the page says why their lines coincide."""
+    at = app("pages/methods.py", models=["demo-resnet"], classes=[], n="4")
+    widget(at, "multiselect", "m.methods").set_value(["gradcam", "xgradcam"]).run()
+    assert_clean(at)
+    assert any("Grad-CAM and XGrad-CAM give the same maps here" in c.value for c in at.caption)
+
+
+def test_the_gallery_layer_box_says_where_more_layers_come_from():
+    at = app()
+    layer = next(s for s in at.selectbox if s.label == "Layer")
+    assert len(layer.options) == 1 and "every layer" in layer.help  # only the default layer, and why
+
+
+def test_enlarged_captions_do_not_repeat_their_title():
+    at = app()
+    widget(at, "multiselect", "g.views").set_value(["gradient"]).run()
+    widget(at, "selectbox", "image").set_value(widget(at, "selectbox", "image").options[1]).run()
+    assert_clean(at)
+    captions = [img.caption for element in at.get("image") for img in element.proto.imgs if img.caption]
+    assert captions
+    for caption in captions:
+        head, _, rest = caption.partition(": ")
+        assert not rest.startswith(head), caption  # not "gradient (clean): gradient (clean)"
+
+
+def test_a_missing_folder_is_worded_for_the_sidebar_not_the_cli():
+    at = app(source="folder", folder="/nonexistent/folder")
+    errors = [e.value for e in at.error]
+    assert errors and not any("folder:" in e for e in errors), errors
+
+
+def test_an_upload_link_without_its_files_says_what_to_do():
+    at = app("pages/compare.py", source="upload")
+    assert_clean(at)
+    assert any("Upload" in i.value for i in at.info)  # not an empty page
+    assert not at.get("plotly_chart")
