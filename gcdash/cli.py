@@ -1,4 +1,4 @@
-"""Command line: ``python -m gcdash sweep | models | methods | attacks | train-demo | cache``.
+"""Command line: ``python -m gcdash sweep | sanity | models | methods | attacks | train-demo | cache``.
 
 Bad input exits 2 with one line naming the problem and the valid choices; an interrupted sweep exits 130 and
 keeps every finished cell in the cache.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from gcdash.errors import Cancelled, GcdashError
@@ -26,6 +27,7 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset (default: 0)")
     p.add_argument("--classes", help="comma-separated class names to keep")
     p.add_argument("--per-class", type=int, help="images per class (folder source)")
+    p.add_argument("--masks", help="folder of object masks parallel to the image folder, for localisation")
     p.add_argument("--split", help="demo split: train | val | test (default: test)")
     p.add_argument("--eps", default="0,1/255,2/255,4/255,8/255,16/255", help="comma-separated eps, fractions ok")
     p.add_argument("--layers", default="default", help="default | all | comma-separated layer names")
@@ -46,6 +48,14 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
         help="a comparison's parameter, e.g. topk.share=0.05 or nissim.gaussian=true",
     )  # fmt: skip
     p.add_argument("--gaussian-ssim", action="store_true", help="Gaussian SSIM window (σ 1.5) instead of 7×7")
+    p.add_argument(
+        "--faithfulness", action="store_true",
+        help="deletion and insertion areas of every map (Petsiuk et al. 2018): 34 forward passes per map",
+    )  # fmt: skip
+    p.add_argument(
+        "--transfer", action="store_true",
+        help="craft the attack on each of --models and evaluate it on every one: also writes transfer.csv",
+    )  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="output folder for the tables")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, default=32)
@@ -150,6 +160,7 @@ def build_config(args: argparse.Namespace):
             ("classes", tuple(c.strip() for c in args.classes.split(",")) if args.classes else None),
             ("per_class", args.per_class),
             ("split", args.split),
+            ("masks", args.masks),
         )
         if v is not None
     }
@@ -168,11 +179,13 @@ def build_config(args: argparse.Namespace):
         target=args.target,
         attack=_attack(args),
         comparisons=_comparisons(args),
+        faithfulness=bool(getattr(args, "faithfulness", False)),
     )
 
 
 def run_sweep(args: argparse.Namespace) -> int:
     config = build_config(args)
+    import pandas as pd
     from tqdm import tqdm
 
     from gcdash import data, pipeline, results
@@ -194,17 +207,81 @@ def run_sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
+    configs = [config]
+    if getattr(args, "transfer", False):
+        sources = [spec.name for spec in config.models]
+        configs = [replace(config, attack=a) for a in pipeline.transfer_attacks(config.attack, sources)]
+        bar.total = len(samples) * len(config.models) * len(configs)
+    runs = []
     try:
-        result = pipeline.sweep(
-            config, store, device=device, batch_size=args.batch_size,
-            handles=handles, samples=samples, progress=progress,
-        )  # fmt: skip
+        for i, each in enumerate(configs):
+            offset = i * len(samples) * len(config.models)
+            runs.append(pipeline.sweep(
+                each, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
+                progress=lambda done, total, what, o=offset: progress(o + done, total, what),
+            ))  # fmt: skip
     finally:
         bar.close()
+    result = pipeline.SweepResult(
+        config, pd.concat([r.per_image for r in runs], ignore_index=True),
+        {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes},
+    )  # fmt: skip
     result.write(args.out)
+    if len(configs) > 1:
+        _write_transfer(result.summary(), args.out)
     table = results.mod_vid_table(result.summary())
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
     print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({len(result.per_image)} rows)")
+    return 0
+
+
+def _write_transfer(summary, out: Path) -> None:
+    """``transfer.csv`` (source, model, eps, accuracy, flip rate, MOD) and the MOD matrix of each eps > 0, printed."""
+    from gcdash import results
+    from gcdash.config import eps_text
+
+    columns = ["source", "model", "layer", "eps", "n", "acc_clean", "acc_adv", "flip_rate", "mod"]
+    summary[summary["eps"] > 0][columns].to_csv(out / "transfer.csv", index=False)
+    for eps in sorted(e for e in summary["eps"].unique() if e > 0):
+        for value, what in (("acc_adv", "adversarial top-1"), ("mod", "MOD")):
+            matrix = results.transfer_matrix(summary, eps, value)
+            print(f"\n{what} at eps {eps_text(eps)}: rows crafted on, columns evaluated on (diagonal: white-box)")
+            print(matrix.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
+
+
+def _sanity_arguments(p: argparse.ArgumentParser) -> None:
+    _sweep_arguments(p)
+    p.set_defaults(layers="all", eps="0")
+
+
+def run_sanity(args: argparse.Namespace) -> int:
+    """The sanity floor (Adebayo et al. 2018): write ``sanity.csv`` with the NISSIM between each layer's clean map
+    and the map of the same model randomised in cascade from the top."""
+    config = build_config(args)
+    import pandas as pd
+
+    from gcdash import data, pipeline, sanity
+
+    device = pipeline.resolve_device(args.device)
+    pipeline.check_out_dir(args.out)
+    samples = pipeline.load_samples(config)
+    for line in data.shortfall(samples, config.data.n):
+        print(f"gcdash: warning: {line}", file=sys.stderr)
+    handles = pipeline.load_handles(config, device)
+    tables = []
+    for spec in config.models:
+        handle = handles[spec.name]
+        aligned, _ = data.align_labels(samples, handle.class_names, spec.name)
+        print(f"{spec.name}: {len(sanity.groups(handle))} cascade steps × {len(aligned)} images", file=sys.stderr)
+        tables.append(sanity.cascade(handle, aligned, config.layers, config.cam.method, batch_size=args.batch_size))
+    table = pd.concat(tables, ignore_index=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out / "sanity.csv", index=False)
+    last = table.groupby("model", sort=False)["randomised"].transform("last")
+    floor = table[table["randomised"] == last][["model", "layer", "n", "nissim", "zero_rate"]]
+    print("NISSIM of each layer's map to the fully randomised model's (the floor of unrelated maps):")
+    print(floor.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
+    print(f"\nwrote {args.out}/sanity.csv ({len(table)} rows)")
     return 0
 
 
@@ -282,6 +359,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         "attack, explain and compare: write per_image.parquet, summary.csv, vid.csv",
         _sweep_arguments,
         run_sweep,
+    ),
+    "sanity": (
+        "the sanity floor: NISSIM to the maps of the model randomised in cascade (Adebayo et al.): write sanity.csv",
+        _sanity_arguments,
+        run_sanity,
     ),
     "models": ("list the registered models", lambda p: None, list_models),
     "methods": ("list the CAM methods, their parameters and cost", lambda p: None, list_methods),

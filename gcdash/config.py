@@ -120,6 +120,7 @@ class SweepConfig:
     target: str = "pred"
     attack: AttackConfig = field(default_factory=AttackConfig)
     comparisons: tuple[CompareConfig, ...] = (NISSIM,)
+    faithfulness: bool = False  # deletion / insertion areas of every map (gcdash.metrics.faithfulness)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.comparisons]
@@ -127,8 +128,13 @@ class SweepConfig:
             raise GcdashError(f"comparisons must start with nissim and name each once, got {names}")
 
     def key(self) -> str:
-        """A stable 16-hex-digit digest of the configuration."""
-        return _key(self)
+        """A stable 16-hex-digit digest of the configuration (``faithfulness`` counts only when on, so the keys
+        of sweeps made before it existed stay the same)."""
+        fields = asdict(self)
+        if not fields["faithfulness"]:
+            del fields["faithfulness"]
+        text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,11 +1,12 @@
 """Cells of one model: per image, the clean and attacked logits, the CAM maps of every requested layer and their
-comparisons, each read from the store or computed once (keys: :mod:`gcdash.keys`).
+comparisons, and, where the images come with object masks, where each map sits (pointing game, mass inside:
+:mod:`gcdash.metrics.localisation`), each read from the store or computed once (keys: :mod:`gcdash.keys`).
 
 Model work per image on a cold cache: one CAM pass for the clean image (all layers), the attack's own passes
 (FGSM: one gradient for every eps; PGD: ``steps`` per eps; the noise control: none) and one CAM pass per eps > 0
 for the attacked image (all layers). eps = 0 reuses the clean pass (``x' = x``). A warm cache makes no pass; a new
 eps costs one CAM pass per image (FGSM's direction is cached); a new layer ``1 + n_eps``; a new attack reuses every
-clean cell; a new comparison is computed from cached maps and makes no model pass.
+clean cell; a new comparison is computed from cached maps and makes no model pass; so is localisation.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from gcdash.adversary import Adversary
 from gcdash.config import NISSIM, AttackConfig, CompareConfig, SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
+from gcdash.metrics import faithfulness as faith
+from gcdash.metrics.localisation import LOCALISATION
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store
 from gcdash.targets import TARGETS
@@ -29,6 +32,7 @@ from gcdash.targets import TARGETS
 Progress = Callable[[int, str], None]  # (images just finished, what) → None
 ShouldStop = Callable[[], bool]
 Cell = tuple[float, str]  # (eps, layer)
+NO_SCORE = -1.0  # stored for a localisation score that does not exist (an all-zero map), read back as NaN
 
 
 @dataclass
@@ -42,6 +46,10 @@ class Batch:
     logits: dict[float, np.ndarray] = field(default_factory=dict)
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # raw maps by key, as read or computed
     raw: dict[tuple[str, float, str], np.ndarray] = field(default_factory=dict)  # (comparison, eps, layer) → (N,)
+    masks: torch.Tensor | None = None  # bool (N, H, W) object masks at the input size, when the source has them
+    mask_hashes: list[str] = field(default_factory=list)
+    loc: dict[tuple[str, float, str], np.ndarray] = field(default_factory=dict)  # (score, eps, layer) → (N,)
+    faith: dict[tuple[str, float, str], np.ndarray] = field(default_factory=dict)  # (curve, eps, layer) → AUC (N,)
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -52,13 +60,15 @@ class Batch:
 
 @dataclass
 class Views:
-    """What the gallery shows for one eps and layer: images (N, 3, H, W), maps (N, H, W) in [0, 1], the rows."""
+    """What the gallery shows for one eps and layer: images (N, 3, H, W), maps (N, H, W) in [0, 1], the rows, the
+    object masks (where the source has them)."""
 
     clean: np.ndarray
     adv: np.ndarray
     clean_map: np.ndarray
     adv_map: np.ndarray
     table: pd.DataFrame
+    masks: np.ndarray | None = None  # bool (N, H, W) object masks at the input size, when the source has them
 
 
 class ModelEngine:
@@ -81,6 +91,7 @@ class ModelEngine:
         comparisons: Sequence[CompareConfig] = (NISSIM,),
         source: ModelHandle | None = None,
         batch_size: int = 32,
+        faithfulness: faith.Faithfulness | None = None,
     ) -> None:
         self.handle, self.store = handle, store
         self.method = cams.get(method)
@@ -94,11 +105,14 @@ class ModelEngine:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
         self.cam_passes = 0
+        self.faithfulness = faithfulness
+        self.faith_key = keys.short(faithfulness.key()) if faithfulness else ""
+        self.faith_passes = 0
 
     @property
     def passes(self) -> int:
-        """Image-passes run by this engine: CAM passes and the attack's own."""
-        return self.cam_passes + self.adversary.passes
+        """Image-passes run by this engine: CAM passes, the attack's own, and faithfulness's forward passes."""
+        return self.cam_passes + self.adversary.passes + self.faith_passes
 
     @classmethod
     def from_config(
@@ -120,6 +134,7 @@ class ModelEngine:
         return cls(
             handle, store, config.cam.method, dict(config.cam.params), config.target,
             attack=config.attack, comparisons=config.comparisons, source=source, batch_size=batch_size,
+            faithfulness=faith.Faithfulness() if config.faithfulness else None,
         )  # fmt: skip
 
     # -- public -------------------------------------------------------------------------------------------
@@ -152,11 +167,13 @@ class ModelEngine:
             clean_map = cams.upsample(np.stack([batch.maps[k] for k in clean_keys]), size)
             adv_map = cams.upsample(np.stack([batch.maps[k] for k in adv_keys]), size)
             adv = batch.x if eps == 0 else self._adversarial(batch, eps, list(range(len(batch))))
-            parts.append(
-                (batch.x.numpy(), adv.cpu().numpy(), clean_map, adv_map, self._rows(part, batch, [eps], [layer]))
-            )
-        clean, adv, clean_map, adv_map, rows = zip(*parts)
-        return Views(*(np.concatenate(p) for p in (clean, adv, clean_map, adv_map)), pd.concat(rows, ignore_index=True))
+            masks = None if batch.masks is None else batch.masks.numpy()
+            rows = self._rows(part, batch, [eps], [layer])
+            parts.append((batch.x.numpy(), adv.cpu().numpy(), clean_map, adv_map, rows, masks))
+        clean, adv, clean_map, adv_map, rows, masks = zip(*parts)
+        arrays = (np.concatenate(p) for p in (clean, adv, clean_map, adv_map))
+        masks = None if any(m is None for m in masks) else np.concatenate(masks)
+        return Views(*arrays, pd.concat(rows, ignore_index=True), masks)
 
     # -- batches ------------------------------------------------------------------------------------------
     def _batches(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str], progress, should_stop):
@@ -179,6 +196,12 @@ class ModelEngine:
             batch.variants[eps] = keys.variants(self.handle.digest, batch.hashes, parts, eps)
             self._ensure_logits(batch, eps, layers)
         self._ensure_comparisons(batch, [(e, layer) for e in eps_list for layer in layers])
+        if samples.masks is not None:
+            batch.masks = self.handle.preprocess_masks(samples.masks)
+            batch.mask_hashes = [keys.mask_hash(m) for m in batch.masks]
+            self._ensure_localisation(batch, sorted({(e, layer) for e in {0.0, *eps_list} for layer in layers}))
+        if self.faithfulness is not None:
+            self._ensure_faithfulness(batch, sorted({(e, layer) for e in {0.0, *eps_list} for layer in layers}))
         return batch
 
     # -- CAM passes ---------------------------------------------------------------------------------------
@@ -301,6 +324,77 @@ class ModelEngine:
             new.update({wanted[(name, eps, layer)][i]: float(v) for i, v in zip(idx, values)})
         self.store.put_scalars(new, "comparison", self.handle.owner)
 
+    # -- localisation -------------------------------------------------------------------------------------
+    def _localisation_keys(self, batch: Batch, cell: Cell) -> dict[str, list[str]]:
+        size = tuple(batch.x.shape[-2:])
+        maps = self._map_keys(batch, *cell)
+        return {s: [keys.localisation(k, h, size, s) for k, h in zip(maps, batch.mask_hashes)] for s in LOCALISATION}
+
+    def _ensure_localisation(self, batch: Batch, cells: Sequence[Cell]) -> None:
+        """Pointing game and mass inside the object for the map of every image at each (eps, layer): read from
+        the store, or computed from the maps (read or made by a CAM pass, never a pass of its own)."""
+        wanted = {(score, *cell): ks for cell in cells for score, ks in self._localisation_keys(batch, cell).items()}
+        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
+        missing: dict[Cell, list[int]] = {}
+        for (score, eps, layer), ks in wanted.items():
+            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
+            batch.loc[(score, eps, layer)] = np.where(values == NO_SCORE, np.nan, values)
+            todo = [i for i, k in enumerate(ks) if k not in found]
+            if todo:
+                missing[(eps, layer)] = sorted(set(missing.get((eps, layer), [])) | set(todo))
+        if not missing:
+            return
+        self._load_maps(batch, missing)
+        size, new = tuple(batch.x.shape[-2:]), {}
+        for (eps, layer), idx in missing.items():
+            maps = cams.upsample(np.stack([batch.maps[k] for k in self._map_keys(batch, eps, layer, idx)]), size)
+            masks = batch.masks[idx]
+            for score, measure in LOCALISATION.items():
+                values = measure(torch.from_numpy(maps).to(self.handle.device), masks.to(self.handle.device))
+                batch.loc[(score, eps, layer)][idx] = values
+                ks = wanted[(score, eps, layer)]
+                new.update({ks[i]: float(v) if np.isfinite(v) else NO_SCORE for i, v in zip(idx, values)})
+        self.store.put_scalars(new, "localisation", self.handle.owner)
+
+    # -- faithfulness -------------------------------------------------------------------------------------
+    def _ensure_faithfulness(self, batch: Batch, cells: Sequence[Cell]) -> None:
+        """Deletion and insertion areas of the map of every image at each (eps, layer), on the image it explains
+        (the clean map on the clean image, the attacked map on the attacked one): read, or computed in batches."""
+        size = tuple(batch.x.shape[-2:])
+        wanted = {
+            (curve, eps, layer): [keys.faithfulness(k, size, self.faith_key, curve)
+                                  for k in self._map_keys(batch, eps, layer)]
+            for eps, layer in cells for curve in ("deletion", "insertion")
+        }  # fmt: skip
+        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
+        missing: dict[Cell, list[int]] = {}
+        for (curve, eps, layer), ks in wanted.items():
+            batch.faith[(curve, eps, layer)] = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
+            todo = [i for i, k in enumerate(ks) if k not in found]
+            if todo:
+                missing[(eps, layer)] = sorted(set(missing.get((eps, layer), [])) | set(todo))
+        if not missing:
+            return
+        self._load_maps(batch, missing)
+        new: dict[str, float] = {}
+        for (eps, layer), idx in missing.items():
+            x = batch.x[idx] if eps == 0 else self._adversarial(batch, eps, idx)
+            maps = cams.upsample(np.stack([batch.maps[k] for k in self._map_keys(batch, eps, layer, idx)]), size)
+            targets = torch.from_numpy(self._targets(batch, eps, idx))
+            device = self.handle.device
+            with self.handle.lock:
+                found_curves = faith.curves(
+                    self.handle.net, x.to(device), torch.from_numpy(maps).to(device), targets, self.faithfulness
+                )
+            self.faith_passes += len(idx) * self.faithfulness.passes
+            for curve, values in found_curves.items():
+                areas = faith.auc(values).double().cpu().numpy()
+                self._require_finite(f"{curve} areas at layer {layer}", areas, eps)
+                batch.faith[(curve, eps, layer)][idx] = areas
+                ks = wanted[(curve, eps, layer)]
+                new.update({ks[i]: float(v) for i, v in zip(idx, areas)})
+        self.store.put_scalars(new, "faithfulness", self.handle.owner)
+
     def _require_finite(self, what: str, values: np.ndarray, eps: float) -> None:
         """Refuse NaN and infinity with one line naming the model, before anything of the batch is stored."""
         bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
@@ -331,6 +425,14 @@ class ModelEngine:
                         block[comparison.raw_name] = raw
                     block[comparison.name] = comparison.dissimilarity(raw)
                 block["zero_clean"], block["zero_adv"] = (empty & 1) > 0, (empty & 2) > 0
+                if self.faithfulness is not None:
+                    for curve, short in (("deletion", "del"), ("insertion", "ins")):
+                        block[f"{short}_clean"] = batch.faith[(curve, 0.0, layer)]
+                        block[f"{short}_adv"] = batch.faith[(curve, e, layer)]
+                if batch.masks is not None:
+                    for score in LOCALISATION:
+                        block[f"{score}_clean"] = batch.loc[(score, 0.0, layer)]
+                        block[f"{score}_adv"] = batch.loc[(score, e, layer)]
                 blocks.append(pd.DataFrame(block))
         return pd.concat(blocks, ignore_index=True)
 

@@ -56,3 +56,19 @@ def state(attacker: str | None, image: str, attack: list, eps: float | None) -> 
 def pair(clean_map: str, adv_map: str, size: Sequence[int], comparison: str) -> str:
     text = f"{clean_map}|{adv_map}|{size[0]}x{size[1]}|{comparison}"
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def mask_hash(mask: torch.Tensor) -> str:
+    """Content hash of one object mask at the model's input size (bool H×W)."""
+    arr = mask.detach().cpu().to(torch.bool).contiguous().numpy()
+    return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()[:32]
+
+
+def localisation(map_key: str, mask: str, size: Sequence[int], score: str) -> str:
+    """The key of one localisation score (``hit``, ``mass``) of a map against an object mask."""
+    return hashlib.sha256(f"loc|{map_key}|{mask}|{size[0]}x{size[1]}|{score}".encode()).hexdigest()
+
+
+def faithfulness(map_key: str, size: Sequence[int], settings: str, curve: str) -> str:
+    """The key of one deletion / insertion area of a map on its own image (the variant inside ``map_key``)."""
+    return hashlib.sha256(f"faith|{map_key}|{size[0]}x{size[1]}|{settings}|{curve}".encode()).hexdigest()

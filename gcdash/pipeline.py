@@ -8,7 +8,7 @@ the store is read, not recomputed; whatever finished before a failure or a cance
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from gcdash import data, models, results
-from gcdash.config import SweepConfig
+from gcdash.config import AttackConfig, SweepConfig
 from gcdash.data import Samples
 from gcdash.engine import ModelEngine, ShouldStop
 from gcdash.engine import Progress as EngineProgress
@@ -136,6 +136,17 @@ def source_column(config: SweepConfig, model: str) -> str:
     return config.attack.source or model
 
 
+def transfer_attacks(attack: AttackConfig, sources: Sequence[str]) -> list[AttackConfig]:
+    """``attack`` crafted on each of ``sources`` (``source=NAME``), for the transfer matrix: evaluated on every
+    model, the source equal to the model is the white-box attack (the same cells)."""
+    from gcdash import attacks
+
+    if not attacks.get(attack.name).uses_model:
+        raise GcdashError(f"attack {attack.name} ignores the model, so it has no transfer matrix; use fgsm or pgd")
+    own = [(k, v) for k, v in attack.params if k != "source"]
+    return [AttackConfig(attack.name, tuple(sorted([*own, ("source", name)]))) for name in sources]
+
+
 def model_table(
     handle: ModelHandle,
     store: Store,
@@ -148,7 +159,8 @@ def model_table(
     progress: EngineProgress | None = None,
     should_stop: ShouldStop | None = None,
 ) -> tuple[pd.DataFrame, ModelEngine]:
-    """The per-image table (``results.PER_IMAGE_COLUMNS`` and a column per extra comparison) of one model under
+    """The per-image table (``results.PER_IMAGE_COLUMNS``, a column per extra comparison, and the localisation
+    columns where the images have masks) of one model under
     ``config``: the one path from a config to numbers, used by the CLI, :func:`sweep` and the pages."""
     name = model or handle.name
     samples, _ = data.align_labels(samples, handle.class_names, name)
@@ -161,7 +173,8 @@ def model_table(
     ):  # fmt: skip
         table.insert(0, column, value)
     extras = [c.name for c in config.comparisons[1:]]
-    return table[results.PER_IMAGE_COLUMNS + extras], engine
+    located = [c for c in results.FAITHFULNESS_COLUMNS + results.LOCALISATION_COLUMNS if c in table]
+    return table[results.PER_IMAGE_COLUMNS + extras + located], engine
 
 
 def sweep(

@@ -368,3 +368,62 @@ def mod_vs_depth(summary: pd.DataFrame) -> go.Figure:
         labels={"depth": "relative depth", "mod": "MOD", "eps_text": "eps"},
     )
     return fig.update_layout(height=300 * math.ceil(max(len(order), 1) / FACET_COLUMNS) + 80)
+
+
+TRANSFER_VALUES = {"acc_adv": "adversarial top-1", "flip_rate": "prediction flipped", "mod": "MOD"}
+
+
+def transfer_heatmaps(summary: pd.DataFrame, eps: float, values: Sequence[str] = ("acc_adv", "mod")) -> go.Figure:
+    """One heatmap per value at ``eps``: rows the model the perturbation was crafted on, columns the model it was
+    evaluated on; the diagonal is the white-box attack."""
+    fig = make_subplots(
+        rows=1, cols=len(values), subplot_titles=[TRANSFER_VALUES[v] for v in values], horizontal_spacing=0.18
+    )
+    for i, value in enumerate(values):
+        matrix = results.transfer_matrix(summary, eps, value)
+        fig.add_trace(
+            go.Heatmap(
+                z=matrix.to_numpy().tolist(), x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
+                colorscale="Viridis", texttemplate="%{z:.3f}",
+                colorbar=dict(x=(i + 1) / len(values) - 0.04, len=0.9), showscale=True,
+                hovertemplate="crafted on %{y}<br>evaluated on %{x}: " + TRANSFER_VALUES[value]
+                + " %{z:.3f}<extra></extra>",
+            ),
+            1, i + 1,
+        )  # fmt: skip
+        fig.update_yaxes(autorange="reversed", title="crafted on" if i == 0 else None, row=1, col=i + 1)
+        fig.update_xaxes(title="evaluated on", row=1, col=i + 1)
+    fig.update_layout(title=f"Transfer at eps {eps_text(eps)} (diagonal: white-box)", height=420)
+    return fig
+
+
+FLOOR_NAME = "random-weights floor"
+
+
+def with_floor(fig: go.Figure, floors: dict[str, float]) -> go.Figure:
+    """Dotted horizontal lines at each model's sanity floor (the NISSIM of unrelated maps, :mod:`gcdash.sanity`):
+    the level a MOD would reach if the attack left nothing of the explanation."""
+    for model, level in floors.items():
+        if np.isfinite(level):
+            fig.add_hline(
+                y=level, line_dash="dot", line_color="grey", opacity=0.8,
+                annotation_text=f"{model}: {FLOOR_NAME}", annotation_position="top left",
+            )  # fmt: skip
+    return fig
+
+
+def floor_vs_depth(fig: go.Figure, floor: pd.DataFrame) -> go.Figure:
+    """The sanity floor per layer (``model``, ``layer``, ``nissim``) as dotted lines in every panel of
+    :func:`mod_vs_depth`."""
+    table = layer_depth(floor)
+    colors = _colors(list(dict.fromkeys(table["model"])))
+    for model, g in table.sort_values("depth").groupby("model", sort=False):
+        fig.add_trace(
+            go.Scatter(
+                x=g["depth"], y=g["nissim"], mode="lines", line=dict(dash="dot", color=colors[model]),
+                name=f"{model}: {FLOOR_NAME}", legendgroup=f"floor-{model}", showlegend=True,
+                customdata=g[["layer"]].to_numpy(), hovertemplate="%{customdata[0]}: floor %{y:.3f}<extra></extra>",
+            ),
+            row="all", col="all",
+        )  # fmt: skip
+    return fig

@@ -22,6 +22,12 @@ SUMMARY_COLUMNS = [
     "acc_adv", "attack_success",
 ]  # fmt: skip
 VID_COLUMNS = [*GROUP, "vid"]
+#: Per-image localisation scores where the images have object masks (:mod:`gcdash.metrics.localisation`); their
+#: summary is the mean over the images with a score: the pointing-game hit rate and the mean mass inside, and
+#: ``moved_off``, the share of images whose clean map pointed at the object and whose attacked map does not.
+LOCALISATION_COLUMNS = ["hit_clean", "hit_adv", "mass_clean", "mass_adv"]
+#: Deletion / insertion areas (:mod:`gcdash.metrics.faithfulness`) where the sweep asked for them; summary: means.
+FAITHFULNESS_COLUMNS = ["del_clean", "del_adv", "ins_clean", "ins_adv"]
 
 
 def extra_comparisons(per_image: pd.DataFrame) -> list[str]:
@@ -56,6 +62,11 @@ def _summarise_group(g: pd.DataFrame, extras: Sequence[str]) -> pd.Series:
         "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
     }
     row.update({f"mod_{name}": _mean_or_nan(g[name]) for name in extras})
+    row.update({column: _mean_or_nan(g[column]) for column in FAITHFULNESS_COLUMNS if column in g})
+    row.update({column: _mean_or_nan(g[column]) for column in LOCALISATION_COLUMNS if column in g})
+    if "hit_clean" in g:
+        both = g[["hit_clean", "hit_adv"]].dropna()
+        row["moved_off"] = float(((both["hit_clean"] == 1) & (both["hit_adv"] == 0)).mean()) if len(both) else np.nan
     return pd.Series(row)
 
 
@@ -63,9 +74,12 @@ def summary(per_image: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, method, attack, source, layer, eps): n, MOD, MOD over the images whose top-1 the attack
     flipped / kept (NaN where there are none), NISSIM std, the share of pairs with an all-zero map (``zero_rate``;
     those are left out of every MOD: no explanation is not the same explanation), clean/adversarial accuracy,
-    attack success, and ``mod_<name>`` for each extra comparison."""
+    attack success, ``mod_<name>`` for each extra comparison, and the localisation means where there are masks."""
     extras = extra_comparisons(per_image)
-    columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras]
+    located = [column for column in LOCALISATION_COLUMNS if column in per_image]
+    located += ["moved_off"] if located else []
+    faithful = [column for column in FAITHFULNESS_COLUMNS if column in per_image]
+    columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras] + faithful + located
     if per_image.empty:
         return pd.DataFrame(columns=columns)
     keys = [*GROUP, "eps"]
@@ -222,3 +236,50 @@ def mod_vid_table(summary_table: pd.DataFrame) -> pd.DataFrame:
     wide = positive.pivot_table(index=GROUP, columns="eps", values="mod", sort=False)
     wide.columns = [f"MOD@{eps_text(e)}" for e in wide.columns]
     return wide.reset_index().merge(vid(summary_table), on=GROUP)
+
+
+def transfer_matrix(summary_table: pd.DataFrame, eps: float, value: str = "mod") -> pd.DataFrame:
+    """``value`` (``mod``, ``acc_adv``, ``flip_rate``, …) at ``eps`` for every pair: rows the model the perturbation
+    was crafted on (``source``), columns the model it was evaluated on, in the order the models first appear. The
+    diagonal is the white-box attack. Each model contributes the rows of its one layer and method in the table."""
+    rows = summary_table[np.isclose(summary_table["eps"], eps) & (summary_table["source"] != "none")]
+    order = list(dict.fromkeys(summary_table["model"]))
+    matrix = rows.pivot_table(index="source", columns="model", values=value, aggfunc="first")
+    return matrix.reindex(index=[m for m in order if m in matrix.index], columns=[m for m in order if m in matrix])
+
+
+def reading(summary_table: pd.DataFrame, eps: float, floors: dict[str, float] | None = None) -> dict[str, list[str]]:
+    """Per model, what its MOD at ``eps`` means, in sentences a stakeholder follows: against the random-noise
+    control and the sanity floor (the NISSIM of unrelated maps, :mod:`gcdash.sanity`); where the images have
+    object masks, whether the explanation was on the object before the attack and was pushed off it; where
+    faithfulness was computed, whether the attacked map still explains the attacked prediction."""
+    floors = floors or {}
+    at = summary_table[np.isclose(summary_table["eps"], eps)]
+    noise = at[at["attack"] == "noise"].groupby("model", sort=False).tail(1).set_index("model")["mod"]
+    out: dict[str, list[str]] = {}
+    for r in at[at["attack"] != "noise"].groupby("model", sort=False).tail(1).itertuples():
+        lines = [f"MOD {r.mod:.3f} at eps {eps_text(eps)}; {r.flip_rate:.0%} of predictions flipped."]
+        if r.model in noise.index and pd.notna(noise[r.model]):
+            lines.append(f"Random noise of the same size: MOD {noise[r.model]:.3f}.")
+        floor = floors.get(r.model)
+        if floor is not None and np.isfinite(floor) and floor > 0:
+            lines.append(
+                f"Maps of the same model with random weights sit at {floor:.3f} from its own: the attack took the "
+                f"explanation {min(r.mod / floor, 9.99):.0%} of the way to an unrelated one."
+            )
+        if "hit_clean" in at and pd.notna(getattr(r, "hit_clean", np.nan)):
+            lines.append(
+                f"Before the attack the map's peak was on the object in {r.hit_clean:.0%} of images, after it in "
+                f"{r.hit_adv:.0%}: the attack moved the explanation off the object in {r.moved_off:.0%} of images "
+                f"(share of the map on the object {r.mass_clean:.0%} → {r.mass_adv:.0%})."
+            )
+        if "del_clean" in at and pd.notna(getattr(r, "del_clean", np.nan)):
+            lines.append(
+                f"As explanations of what the model predicts, the maps stay "
+                f"{'as' if r.del_adv <= r.del_clean + 0.02 else 'less'} faithful: removing the pixels they mark "
+                f"leaves the predicted class a mean probability of {r.del_clean:.2f} before and {r.del_adv:.2f} after "
+                f"the attack (deletion area, lower = more faithful; insertion {r.ins_clean:.2f} → {r.ins_adv:.2f}, "
+                "higher = more faithful)."
+            )
+        out[r.model] = lines
+    return out

@@ -1,7 +1,9 @@
 """Train the demo models on the ``demo`` shapes and save their weights as safetensors (``python -m gcdash train-demo``).
 
-Plain supervised training, no adversarial examples (the demo must show attacks working): AdamW with a one-cycle
-schedule, cross-entropy, random flips; every model sees the same training images in the same seeded order.
+Supervised training (the demo must show attacks working): AdamW with a one-cycle schedule, cross-entropy, random
+flips; every model sees the same training images in the same seeded order. ``demo-resnet-robust`` fine-tunes
+``demo-resnet``'s trained weights the same way, each batch also attacked by the attack registry's PGD at 8/255 on
+the model being trained (:class:`~gcdash.models.demo.AdversarialTraining`: half clean, half adversarial loss).
 The defaults (1000 steps of 32 images per model, 12 000 training images) train all four models in about 7.5 minutes
 on a 2-core CPU (``--threads 2``), to 97.9-100 % clean top-1 on the test split; same seed and thread count, same
 bytes.
@@ -15,7 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +27,25 @@ from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
+from gcdash import attacks
 from gcdash.data.demo import CLASS_NAMES, IMAGE_SIZE, generate_arrays
 from gcdash.errors import GcdashError
-from gcdash.models.demo import ARCHITECTURES, FORMAT_VERSION, WEIGHTS_DIR, random_net, weights_path
+from gcdash.models.checkpoint import load_into, read_checkpoint
+from gcdash.models.demo import (
+    ARCHITECTURES,
+    FORMAT_VERSION,
+    WEIGHTS_DIR,
+    AdversarialTraining,
+    random_net,
+    weights_path,
+)
 
 DEFAULT_STEPS = 1000
 DEFAULT_N_TRAIN = 12_000
 DEFAULT_N_VAL = 1_000
 # Channels-last memory makes plain convs ~40 % faster on CPU but depthwise ones far slower.
-CHANNELS_LAST = {"demo-vgg": True, "demo-resnet": True, "demo-inception": True, "demo-xception": False}
+CHANNELS_LAST = {"demo-vgg": True, "demo-resnet": True, "demo-inception": True, "demo-xception": False,
+                 "demo-resnet-robust": True}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,14 +100,40 @@ def accuracy(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_s
     return hits / max(len(images), 1)
 
 
-def fit(net: nn.Module, data: tuple, cfg: TrainConfig, bar: tqdm, fmt: torch.memory_format) -> list[float]:
-    """Train ``net`` in place for ``cfg.steps`` steps (inputs in memory format ``fmt``); the loss of every step."""
+def adversarial(net: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AdversarialTraining) -> torch.Tensor:
+    """The training batch ``x`` attacked by ``spec`` on ``net`` itself (eval-mode batch norm, no parameter grads)."""
+    return attacks.attack(spec.attack, net, x, y, spec.eps, steps=spec.steps).detach()
+
+
+def step_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor, spec: AdversarialTraining | None) -> torch.Tensor:
+    """Cross-entropy of one step: on ``x`` alone, or ``(1 − w)·CE(clean) + w·CE(adversarial)`` in one pass."""
+    if spec is None:
+        return F.cross_entropy(net(x), y)
+    adv = adversarial(net, x, y, spec).contiguous(memory_format=_format_of(x))
+    per_image = F.cross_entropy(net(torch.cat([x, adv])), torch.cat([y, y]), reduction="none")
+    return (1 - spec.weight) * per_image[: len(y)].mean() + spec.weight * per_image[len(y) :].mean()
+
+
+def _format_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def fit(
+    net: nn.Module,
+    data: tuple,
+    cfg: TrainConfig,
+    bar: tqdm,
+    fmt: torch.memory_format,
+    spec: AdversarialTraining | None = None,
+) -> list[float]:
+    """Train ``net`` in place for ``cfg.steps`` steps (inputs in memory format ``fmt``; adversarially when
+    ``spec`` is given); the loss of every step."""
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.2)
     net.train()
     losses = []
     for x, y in batches(*data, cfg, seed=cfg.seed):
-        loss = F.cross_entropy(net(x.contiguous(memory_format=fmt)), y)
+        loss = step_loss(net, x.contiguous(memory_format=fmt), y, spec)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -120,12 +158,20 @@ def save_weights(net: nn.Module, path: Path, metadata: dict[str, str]) -> None:
 
 
 def train_model(name: str, train: tuple, val: tuple, cfg: TrainConfig, out: Path, bar: tqdm) -> TrainReport:
-    """Train demo model ``name`` from its seeded init, measure val accuracy, save it under ``out``."""
+    """Train demo model ``name`` from its seeded init (or fine-tune its adversarial spec's start), measure val
+    accuracy, save it under ``out``."""
     start = time.perf_counter()
     fmt = torch.channels_last if CHANNELS_LAST[name] else torch.contiguous_format
-    net = random_net(name, seed=cfg.seed).to(memory_format=fmt)
+    spec = ARCHITECTURES[name].adversarial
+    net = random_net(name, seed=cfg.seed)
+    if spec is not None and spec.start:
+        start_from = weights_path(spec.start, out)  # just retrained beside it, else the shipped file
+        start_from = start_from if start_from.is_file() else weights_path(spec.start)
+        load_into(net.backbone, read_checkpoint(start_from).state_dict, label=f"{spec.start} weights {start_from}")
+        cfg = replace(cfg, lr=spec.lr)
+    net = net.to(memory_format=fmt)
     bar.set_description(name)
-    losses = fit(net, train, cfg, bar, fmt)
+    losses = fit(net, train, cfg, bar, fmt, spec)
     net = net.to(memory_format=torch.contiguous_format)
     val_acc = accuracy(net, *val)
     path = weights_path(name, out)
@@ -137,7 +183,9 @@ def train_model(name: str, train: tuple, val: tuple, cfg: TrainConfig, out: Path
 
 def metadata(name: str, cfg: TrainConfig, val_accuracy: float) -> dict[str, str]:
     """The string metadata stored in a weight file: what it is, for which classes, how it was trained."""
+    spec = ARCHITECTURES[name].adversarial
     return {
+        "adversarial": json.dumps(asdict(spec) if spec else None),
         "format": FORMAT_VERSION,
         "model": name,
         "class_names": json.dumps(list(CLASS_NAMES)),
@@ -156,7 +204,7 @@ def load_split(split: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tenso
 def train_demo(
     models: Sequence[str] | None = None, out: str | Path | None = None, progress: bool = True, **config
 ) -> dict[str, TrainReport]:
-    """Train the named demo models (default: all four) with :class:`TrainConfig` ``config`` (steps, batch_size,
+    """Train the named demo models (default: all of them) with :class:`TrainConfig` ``config`` (steps, batch_size,
     n_train, n_val, lr, weight_decay, seed) and save them to ``out`` (default: the shipped weights folder)."""
     names = list(ARCHITECTURES) if not models else list(models)
     unknown = [n for n in names if n not in ARCHITECTURES]
@@ -174,7 +222,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m gcdash train-demo``."""
     defaults = TrainConfig()
     parser.add_argument(
-        "--models", nargs="+", default=None, help=f"default: all four ({', '.join(ARCHITECTURES)}); commas ok"
+        "--models", nargs="+", default=None, help=f"default: all ({', '.join(ARCHITECTURES)}); commas ok"
     )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="optimiser steps per model")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)

@@ -6,6 +6,7 @@ import streamlit as st
 from gcdash import plots, results
 from gcdash.config import eps_text
 from gcdash.ui import cache, page, report, run
+from gcdash.ui.text import plain
 
 st.title("Compare models")
 st.caption(
@@ -32,6 +33,9 @@ with page.guard():
     if sel.comparisons:
         charts["mod_by_comparison"] = plots.mod_by_comparison(summary)
 
+    floors = run.floors(sel).groupby("model", sort=False)["nissim"].last()  # at each model's deepest chosen layer
+    plots.with_floor(charts["mod_vs_eps"], floors.to_dict())
+
     left, right = st.columns([3, 2])
     left.plotly_chart(charts["mod_vs_eps"], key="cmp.mod")
     right.plotly_chart(charts["vid"], key="cmp.vid")
@@ -43,6 +47,17 @@ with page.guard():
             hide_index=True,
             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("mod", "mod_noise", "gap")},
         )
+    eps = results.headline_eps(summary, sel.gallery_eps)
+    reading = results.reading(summary, eps, floors.to_dict()) if eps is not None else {}
+    if eps is not None:
+        st.subheader(f"Reading MOD at eps {eps_text(eps)}")
+        st.caption(
+            "Against the random-noise control (what any perturbation of that size does) and the random-weights "
+            "floor (Adebayo et al. 2018: the NISSIM between the model's map and the map of the same network with "
+            "its weights re-initialised, i.e. unrelated maps; the dotted lines above)."
+        )
+        for model, lines in reading.items():
+            st.markdown(f"**{plain(model)}**: " + " ".join(plain(line) for line in lines))
     if "mod_by_comparison" in charts:
         st.plotly_chart(charts["mod_by_comparison"], key="cmp.comparisons")
     st.plotly_chart(charts["accuracy"], key="cmp.acc")
@@ -62,7 +77,7 @@ with page.guard():
             "summary (CSV)": (lambda: summary.to_csv(index=False), "summary.csv", "text/csv"),
             "MOD/VID (CSV)": (lambda: mod_vid.to_csv(index=False), "mod_vid.csv", "text/csv"),
             "per image (CSV)": (lambda: table.to_csv(index=False), "per_image.csv", "text/csv"),
-            "report (HTML)": (run.report_maker(sel, table), "gcdash-report.html", "text/html"),
+            "report (HTML)": (run.report_maker(sel, table, reading), "gcdash-report.html", "text/html"),
         },
         key="cmp.tables",
     )

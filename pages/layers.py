@@ -19,6 +19,12 @@ with page.guard():
     summary = plots.layer_depth(results.summary(table))
 
     st.plotly_chart(plots.layer_heatmap(summary), key="layers.heatmap")
-    st.plotly_chart(plots.mod_vs_depth(summary), key="layers.depth")
+    floor = run.floors(sel, layers="all")
+    st.plotly_chart(plots.floor_vs_depth(plots.mod_vs_depth(summary), floor), key="layers.depth")
+    st.caption(
+        "Dotted: the random-weights floor per layer (Adebayo et al. 2018), the NISSIM between the model's map and "
+        "that of the same network with re-initialised weights: a MOD near it means the attack left nothing of "
+        "the explanation."
+    )
     with st.expander("MOD per layer and eps, and VID (table)"):
         st.dataframe(results.mod_vid_table(summary), hide_index=True)

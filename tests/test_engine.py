@@ -204,3 +204,58 @@ def test_the_gallery_reads_the_store_once_per_kind(tiny_handle, tiny_samples, st
     engine.gallery(tiny_samples, 8 / 255, "block3")
     assert engine.passes == 0
     assert len(reads) == 4  # clean logits, attacked logits, both maps at once, the attack's directions
+
+
+def _with_masks(samples):
+    """``samples`` with a square object mask per image (its centre quarter)."""
+    from dataclasses import replace
+
+    masks = []
+    for image in samples.images:
+        h, w = image.shape[:2]
+        mask = np.zeros((h, w), bool)
+        mask[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4] = True
+        masks.append(mask)
+    return replace(samples, masks=masks)
+
+
+def test_localisation_costs_no_model_pass_and_matches_the_gallery_maps(tiny_handle, tiny_samples, store, tmp_path):
+    from gcdash.metrics.localisation import mass_inside, pointing_game
+    from gcdash.store import Store
+
+    plain = ModelEngine(tiny_handle, Store(tmp_path / "plain"))
+    plain.table(tiny_samples, [0.0, 8 / 255])
+    engine = ModelEngine(tiny_handle, store)
+    located = _with_masks(tiny_samples)
+    table = engine.table(located, [0.0, 8 / 255])
+    assert engine.passes == plain.passes  # the scores come from the maps the comparisons use
+    assert {"hit_clean", "hit_adv", "mass_clean", "mass_adv"} <= set(table.columns)
+    views = engine.gallery(located, 8 / 255, tiny_handle.default_layer)
+    masks = np.stack(located.masks)
+    row = table[table["eps"] == 8 / 255].reset_index(drop=True)
+    np.testing.assert_array_equal(row["hit_adv"], pointing_game(views.adv_map, masks))
+    np.testing.assert_allclose(row["mass_clean"], mass_inside(views.clean_map, masks), rtol=1e-6)
+    again = ModelEngine(tiny_handle, store)
+    assert again.table(located, [0.0, 8 / 255]).equals(table) and again.passes == 0  # cached like every cell
+    assert views.masks is not None and views.masks.shape == views.clean_map.shape
+
+
+def test_faithfulness_is_batched_counted_and_cached(tiny_handle, tiny_samples, store):
+    from gcdash.metrics.faithfulness import Faithfulness
+
+    settings = Faithfulness(steps=4)
+    plain = ModelEngine(tiny_handle, Store(store.root / "plain"))
+    plain.table(tiny_samples, [0.0, 8 / 255])
+    engine = ModelEngine(tiny_handle, store, faithfulness=settings)
+    table = engine.table(tiny_samples, [0.0, 8 / 255])
+    maps = 2 * len(tiny_samples)  # the clean map and the attacked map of each image
+    assert engine.passes - plain.passes == maps * settings.passes
+    for column in ("del_clean", "del_adv", "ins_clean", "ins_adv"):
+        assert table[column].between(0, 1).all(), column
+    clean = table[table["eps"] == 0]
+    assert (clean["del_adv"] == clean["del_clean"]).all()  # at eps 0 the attacked image is the clean one
+    again = ModelEngine(tiny_handle, store, faithfulness=settings)
+    assert again.table(tiny_samples, [0.0, 8 / 255]).equals(table) and again.passes == 0
+    other = ModelEngine(tiny_handle, store, faithfulness=Faithfulness(steps=8))
+    other.table(tiny_samples, [0.0, 8 / 255])
+    assert other.passes == maps * Faithfulness(steps=8).passes  # other settings, other cells; CAMs still cached

@@ -160,3 +160,9 @@ def test_the_report_tells_the_story_with_settings_terms_and_images(tiny_handle, 
     assert "Mean Observed Dissimilarity" in text and "Variation in Dissimilarity" in text
     assert text.count("<figure><img alt=") == 2 * 4  # two images x clean, attacked and their maps, embedded
     assert "MOD@0" not in text  # the control column of zeros is gone
+    import plotly.graph_objects as go
+
+    extra = {"Transfer at eps 8/255": go.Figure(layout={"title": "a transfer matrix"})}
+    fuller = report.report_html(table, title, rows=rows, reading={"tiny-cnn": ["MOD 0.3; floor 0.4."]}, extra=extra)
+    assert "<h2>Reading MOD</h2><p><b>tiny-cnn</b>: MOD 0.3; floor 0.4.</p>" in fuller
+    assert "a transfer matrix" in fuller and "random-weights floor" in fuller

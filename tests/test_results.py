@@ -60,3 +60,35 @@ def test_methods_with_the_same_maps_are_found():
     b = _table().assign(method="xgradcam")
     c = _table().assign(method="layercam", nissim=_table()["nissim"] * 0.5)
     assert results.identical_methods(pd.concat([a, b, c])) == [["gradcam", "xgradcam"]]
+
+
+def test_the_reading_puts_mod_beside_the_noise_the_floor_and_the_object():
+    row = {"method": "gradcam", "layer": "l", "eps": 8 / 255, "source": "m", "flip_rate": 0.9, "hit_clean": 0.9,
+           "hit_adv": 0.4, "moved_off": 0.55, "mass_clean": 0.37, "mass_adv": 0.21}  # fmt: skip
+    summary = pd.DataFrame([
+        {**row, "model": "m", "attack": "fgsm", "mod": 0.33},
+        {**row, "model": "m", "attack": "noise", "mod": 0.03, "source": "none"},
+    ])  # fmt: skip
+    lines = " ".join(results.reading(summary, 8 / 255, {"m": 0.4})["m"])
+    assert "MOD 0.330 at eps 8/255; 90% of predictions flipped" in lines
+    assert "Random noise of the same size: MOD 0.030" in lines
+    assert "82% of the way to an unrelated one" in lines  # 0.33 / 0.40
+    assert "moved the explanation off the object in 55% of images" in lines and "37% → 21%" in lines
+    faithful = summary.assign(del_clean=0.21, del_adv=0.15, ins_clean=0.91, ins_adv=0.76)
+    said = " ".join(results.reading(faithful, 8 / 255)["m"])
+    assert "stay as faithful" in said and "0.21 before and 0.15 after" in said and "0.91 → 0.76" in said
+    worse = " ".join(results.reading(faithful.assign(del_adv=0.4), 8 / 255)["m"])
+    assert "stay less faithful" in worse
+    bare = " ".join(results.reading(summary.drop(columns=["hit_clean"]), 8 / 255)["m"])
+    assert "object" not in bare and "unrelated" not in bare  # nothing said that was not measured
+
+
+def test_moved_off_counts_images_whose_map_left_the_object():
+    base = {"model": "m", "method": "g", "attack": "fgsm", "source": "m", "layer": "l", "eps": 0.1, "label": 0,
+            "pred_clean": 0, "pred_adv": 1, "conf_clean": 0.9, "conf_adv": 0.5, "ssim": 0.5, "nissim": 0.25,
+            "zero_clean": False, "zero_adv": False, "mass_clean": 0.5, "mass_adv": 0.5}  # fmt: skip
+    hits = [(1, 0), (1, 1), (0, 0), (1, np.nan)]
+    table = pd.DataFrame([{**base, "image_id": str(i), "hit_clean": a, "hit_adv": b} for i, (a, b) in enumerate(hits)])
+    row = results.summary(table).iloc[0]
+    assert row["moved_off"] == pytest.approx(1 / 3)  # of the three images with both scores
+    assert row["hit_clean"] == pytest.approx(3 / 4) and row["hit_adv"] == pytest.approx(1 / 3)

@@ -56,3 +56,33 @@ def test_bad_options_are_user_errors(tmp_path):
         train_demo(["demo-alexnet"], out=tmp_path, progress=False)
     with pytest.raises(GcdashError, match="unknown demo model"):
         main(_parse(["--models", "demo-vgg,demo-alexnet", "--out", str(tmp_path), "--quiet"]))
+
+
+def test_adversarial_training_mixes_the_clean_and_the_pgd_loss(tiny_handle):
+    import torch
+    import torch.nn.functional as F
+
+    from gcdash import attacks
+    from gcdash.models.demo import AdversarialTraining
+    from gcdash.train import step_loss
+
+    net = tiny_handle.net
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 1, 2, 3])
+    spec = AdversarialTraining(steps=2, weight=0.25)
+    adv = attacks.attack("pgd", net, x, y, spec.eps, steps=2)
+    net.train()
+    expected = 0.75 * F.cross_entropy(net(x), y) + 0.25 * F.cross_entropy(net(adv), y)
+    assert step_loss(net, x, y, spec).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert step_loss(net, x, y, None).item() == pytest.approx(F.cross_entropy(net(x), y).item(), rel=1e-6)
+    assert net.training  # the attack ran in eval mode and left the training mode as it was
+
+
+def test_the_robust_model_fine_tunes_its_start_and_records_how(tmp_path):
+    reports = train_demo(["demo-resnet-robust"], out=tmp_path, progress=False, steps=2, n_train=64, n_val=16)
+    path = reports["demo-resnet-robust"].path
+    with safe_open(path, "pt") as f:
+        meta = f.metadata()
+    spec = json.loads(meta["adversarial"])
+    assert spec["attack"] == "pgd" and spec["eps"] == pytest.approx(8 / 255) and spec["start"] == "demo-resnet"
+    assert json.loads(meta["config"])["lr"] == spec["lr"]  # the fine-tune's own learning rate

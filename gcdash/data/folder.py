@@ -8,6 +8,12 @@ sub-folders loads as unlabelled (label -1). Subsets: ``classes`` (names) keeps t
 ``n`` (at most that many per class / in all) are filled by visiting files in a random order drawn with ``seed``,
 decoding only what is kept; an unreadable file is skipped (listed in ``meta["skipped"]``) and the next one in
 that order takes its place. The chosen files keep their sorted order; ids are paths relative to ``PATH``.
+
+Object masks (for localisation: the pointing game and the map's mass inside the object) come from a parallel
+folder, option ``masks=MASKS`` (CLI ``--masks MASKS``): ``MASKS/<class>/<name>.png`` for ``PATH/<class>/<name>.jpg``
+(the same relative path, any image extension, the same size as the image), non-zero pixels = the object. When
+``masks`` is given every chosen image needs one: a missing or misfit mask is an error naming the file, never a
+silently unmasked image.
 """
 
 from __future__ import annotations
@@ -89,6 +95,19 @@ def check_counts(n: int | None, per_class: int | None) -> None:
         raise GcdashError(f"per_class must be ≥ 1, got {per_class}")
 
 
+def mask_for(masks: Path, rel: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The object mask of image ``rel`` from the masks folder: bool (H, W), non-zero pixels = the object."""
+    stem = Path(rel).with_suffix("")
+    candidates = (masks / f"{stem.as_posix()}{ext}" for ext in (".png", *IMG_EXTENSIONS))
+    found = [path for path in candidates if path.is_file()]
+    if not found:
+        raise GcdashError(f"no mask for {rel} under {masks} (expected {masks / stem}.png)")
+    mask = decode_image(found[0], found[0].name, FOLDER_FORMATS).max(axis=2) > 0
+    if mask.shape != tuple(shape[:2]):
+        raise GcdashError(f"mask {found[0]} is {mask.shape[1]}×{mask.shape[0]}, its image {shape[1]}×{shape[0]}")
+    return mask
+
+
 def load_folder(
     arg: str | None = None,
     n: int | None = None,
@@ -96,6 +115,7 @@ def load_folder(
     classes: Sequence[str] | str | None = None,
     per_class: int | None = None,
     max_pixels: int = MAX_PIXELS,
+    masks: str | None = None,
 ) -> Samples:
     """Loader for ``folder:PATH`` (see the module docstring for layout, labels and subsets)."""
     root = check_root(arg)
@@ -121,7 +141,11 @@ def load_folder(
     if not images and skipped:
         raise GcdashError(f"no readable images under {root} ({len(skipped)} skipped; first: {skipped[0]})")
     meta = {"source": "folder", "root": str(root), "seed": seed, "skipped": skipped}
-    return Samples(images, np.asarray(labels, np.int64), ids, all_classes, meta=meta)
+    objects = None
+    if masks:
+        folder = check_root(masks)
+        objects = [mask_for(folder, rel, image.shape) for rel, image in zip(ids, images)]
+    return Samples(images, np.asarray(labels, np.int64), ids, all_classes, masks=objects, meta=meta)
 
 
 register_source("folder", load_folder)

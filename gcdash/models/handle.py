@@ -130,6 +130,13 @@ class ModelHandle:
         batch = np.stack(arrays).astype(np.float32) / 255.0
         return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
 
+    def preprocess_masks(self, masks: Sequence[np.ndarray]) -> torch.Tensor:
+        """Object masks (bool, aligned with the images) → bool (N, H, W) at ``input_size``, resized and cropped as
+        :meth:`preprocess` does the images (bilinear on 0/255, then ≥ 128)."""
+        arrays = [resize_and_crop(np.asarray(m, dtype=bool).astype(np.uint8) * 255, self.input_size, self.crop)
+                  for m in masks]  # fmt: skip
+        return torch.from_numpy(np.stack(arrays) >= 128)
+
     def resolve_layers(self, layers: str | Sequence[str] | None) -> list[str]:
         """``None``/"default" → the default layer; "all" → the catalog; names → checked, in catalog order."""
         from gcdash.errors import GcdashError

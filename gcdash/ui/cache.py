@@ -94,3 +94,11 @@ def clear_tables() -> None:
     """Forget the cached tables and views (after the store was cleared; galleries live in session state)."""
     for fn in (per_image, extra_view, summary_ci):
         fn.clear()
+
+
+@st.cache_data(max_entries=64, show_spinner="Randomising the model's weights for the sanity floor…")
+def floor(key: str, _handle: ModelHandle, _samples: Samples, layers: tuple[str, ...], method: str) -> pd.DataFrame:
+    """The sanity floor of ``layers`` (:func:`gcdash.sanity.floor`): two CAM passes per image, once per process."""
+    from gcdash import sanity
+
+    return sanity.floor(_handle, _samples, list(layers), method)

@@ -52,7 +52,8 @@ def per_image(
 @dataclass
 class GalleryData:
     """What the gallery shows for one model, eps and layer: images (N, 3, H, W) and maps (N, H, W) in [0, 1],
-    the per-image rows (with class names, ``flipped`` and ``conf_drop``), and extra views (name → clean, adv)."""
+    the per-image rows (with class names, ``flipped`` and ``conf_drop``), extra views (name → clean, adv), and the
+    object masks where the source has them."""
 
     model: str
     eps: float
@@ -63,6 +64,7 @@ class GalleryData:
     adv_map: np.ndarray
     table: pd.DataFrame
     extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    masks: np.ndarray | None = None  # bool (N, H, W) object masks, outlined on the overlays, when the source has them
 
 
 def gallery(
@@ -82,7 +84,9 @@ def gallery(
     name = config.models[0].name
     table = views.table.assign(model=name, method=config.cam.method, attack=config.attack.name)
     table = describe_rows(table.assign(source=pipeline.source_column(config, name)), handle.class_names)
-    return GalleryData(name, eps, layer, views.clean, views.adv, views.clean_map, views.adv_map, table)
+    return GalleryData(
+        name, eps, layer, views.clean, views.adv, views.clean_map, views.adv_map, table, masks=views.masks
+    )
 
 
 def describe_rows(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:

@@ -68,9 +68,17 @@ def _perturbation(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
 def _overlay(side: str) -> Cell:
     def cell(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
         base, cam = (d.clean[i], d.clean_map[i]) if side == "clean" else (d.adv[i], d.adv_map[i])
-        return images.upscale(images.overlay(base, cam, look.cmap, look.opacity), look.size), f"{side} · {d.layer}"
+        mask = None if d.masks is None else d.masks[i]
+        shown = images.outlined(images.overlay(base, cam, look.cmap, look.opacity), mask)  # the object's outline
+        return images.upscale(shown, look.size), f"{side} · {d.layer}{_where(d, i, side)}"
 
     return cell
+
+
+def _where(d: GalleryData, i: int, side: str) -> str:
+    """ " · on/off the object" from the pointing game, where the images have masks."""
+    hit = d.table[f"hit_{side}"].iloc[i] if f"hit_{side}" in d.table else np.nan
+    return "" if pd.isna(hit) else (" · on the object" if hit else " · off the object")
 
 
 def _difference(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:

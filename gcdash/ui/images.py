@@ -57,6 +57,18 @@ def framed(image: np.ndarray, color: tuple[int, int, int] = FLIP_RED, width: int
     return out
 
 
+def outlined(image: np.ndarray, mask: np.ndarray | None, color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """A copy of uint8 (H, W, 3) ``image`` with the boundary of bool (H, W) ``mask`` drawn in ``color`` (the pixels
+    of the mask with a 4-neighbour outside it); ``image`` itself when there is no mask."""
+    if mask is None:
+        return image
+    inside = np.pad(np.asarray(mask, bool), 1)
+    core = inside[1:-1, 1:-1] & inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+    out = image.copy()
+    out[inside[1:-1, 1:-1] & ~core] = color
+    return out
+
+
 def upscale(image: np.ndarray, size: int) -> np.ndarray:
     """uint8 (H, W, 3) → (size, size·W/H, 3), nearest neighbour (no blur on tiny images); unchanged if larger."""
     h, w = image.shape[:2]

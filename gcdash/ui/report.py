@@ -47,6 +47,12 @@ DEFINITIONS = [
     ("eps", "the attack's budget: no pixel moves by more than eps (8/255 is 8 grey levels of 255)."),
     ("flipped / kept", "images whose top-1 prediction the attack changed / did not change."),
     ("noise control", "random ±eps per pixel, the same budget in a direction unrelated to the model."),
+    (
+        "random-weights floor",
+        "the NISSIM between the model's map and that of the same network with re-initialised "
+        "weights (Adebayo et al. 2018): how far apart unrelated maps are.",
+    ),
+    ("transfer", "the perturbation crafted on one model, evaluated on another (the attacker never saw it)."),
 ]
 
 
@@ -103,20 +109,28 @@ def report_html(
     title: str = "gcdash report",
     settings: Mapping[str, str] | str | None = None,
     rows: Sequence[GalleryRow] = (),
+    reading: Mapping[str, Sequence[str]] | None = None,
+    extra: Mapping[str, go.Figure] | None = None,
 ) -> str:
     """A self-contained HTML page for people without the app (plotly.js inlined once, images embedded): the
-    takeaway in sentences, the settings, short definitions, the images whose explanation moved most, the MOD/VID
-    table and the comparison charts."""
+    takeaway in sentences, the settings, short definitions, the images whose explanation moved most, the per-model
+    reading of MOD (``reading``: model → sentences), the MOD/VID table, the comparison charts and ``extra`` ones
+    (the transfer matrix)."""
     summary = results.summary(per_image)
     settings = {"settings": settings} if isinstance(settings, str) else dict(settings or {})
     settings.setdefault("made", dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
-    figures = comparison_figures(per_image)
+    figures = {**comparison_figures(per_image), **(extra or {})}
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures.values())]
     table = results.mod_vid_table(summary).to_html(index=False, float_format="{:.4f}".format, na_rep="n/a")
     takeaway = "".join(f"<li>{html.escape(line)}</li>" for line in results.takeaway(summary))
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
     terms = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in DEFINITIONS)
     gallery = f"<h2>The images whose explanation moved most</h2>{_gallery_html(rows)}" if rows else ""
+    if reading:
+        said = "".join(
+            f"<p><b>{html.escape(model)}</b>: {html.escape(' '.join(lines))}</p>" for model, lines in reading.items()
+        )
+        gallery += f"<h2>Reading MOD</h2>{said}"
     body = "\n".join(f"<section>{p}</section>" for p in parts)
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_STYLE}</style>"

@@ -230,9 +230,15 @@ def extra_views(
     return replace(data, extra=extra)  # a copy: the gallery data is shared between sessions
 
 
-def report_maker(sel: Selection, table: pd.DataFrame) -> Callable[[], str]:
+def report_maker(
+    sel: Selection,
+    table: pd.DataFrame,
+    reading: dict[str, list[str]] | None = None,
+    extra: dict | None = None,
+) -> Callable[[], str]:
     """The HTML report of ``table`` under the selection, made on click: settings from the sidebar, and the images
-    whose explanation moved most for each model (read from the cache: the pages computed them)."""
+    whose explanation moved most for each model (read from the cache: the pages computed them), the ``reading``
+    of MOD and ``extra`` figures."""
     from gcdash.ui import report
 
     imgs = samples(sel, quiet=True)
@@ -257,9 +263,22 @@ def report_maker(sel: Selection, table: pd.DataFrame) -> Callable[[], str]:
             "eps": ", ".join(eps_text(e) for e in sel.eps), "gallery eps": eps_text(sel.gallery_eps),
             "target": sel.target, "device": sel.device,
         }  # fmt: skip
-        return report.report_html(table, report.report_title(table["attack"].unique(), sel.models), settings, rows)
+        title = report.report_title(table["attack"].unique(), sel.models)
+        return report.report_html(table, title, settings, rows, reading, extra)
 
     return make
+
+
+def floors(sel: Selection, layers: str | None = None) -> pd.DataFrame:
+    """The sanity floor (NISSIM to the maps of the same model with random weights) of each selected model at its
+    selected layers (or ``layers``: "all"), with the sidebar's CAM method at its default parameters."""
+    imgs = samples(sel, quiet=True)
+    frames = []
+    for name, handle in handles(sel).items():
+        names = tuple(handle.resolve_layers(layers or sel.layers_for(name)))
+        key = "|".join([handle.digest, cache.data_key(sel.data), ",".join(names), sel.method, str(len(imgs))])
+        frames.append(cache.floor(key, handle, imgs, names, sel.method).assign(model=name))
+    return pd.concat(frames, ignore_index=True)
 
 
 def warn_zero_maps(summary: pd.DataFrame) -> None:

@@ -51,6 +51,7 @@ def render() -> Selection:
         method, params = _method_section()
         layer_mode, custom = _layers_section(specs)
         comparisons = _comparisons_section()
+        faithfulness = _faithfulness_switch()
         attack = _attack_section()
         eps, gallery_eps = _eps_section()
         keep_valid("target", TARGETS.names(), "pred")
@@ -59,7 +60,7 @@ def render() -> Selection:
     values.sync_url()
     sel = Selection(
         data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device, specs,
-        attack, comparisons,
+        attack, comparisons, faithfulness,
     )  # fmt: skip
     st.session_state[SELECTION] = sel
     return sel
@@ -257,6 +258,19 @@ def _comparisons_section() -> tuple[str, ...]:
         "top-k: share of the hottest pixels that moved (Ghorbani et al., AAAI 2019)",
     )
     return tuple(picked)
+
+
+def _faithfulness_switch() -> bool:
+    from gcdash.metrics.faithfulness import Faithfulness
+
+    settings = Faithfulness()
+    return bound(
+        st.checkbox, "Faithfulness (deletion / insertion)", "faith",
+        help=f"Petsiuk et al., BMVC 2018: remove the map's pixels most important first ({settings.steps} steps, "
+        f"black) and reveal them on a blurred copy (σ {settings.sigma:g} px); the areas under the explained "
+        f"class's probability. Cost: {settings.passes} forward passes per map, about {settings.passes // 2}× a "
+        "CAM pass per image and eps; cached like every cell",
+    )  # fmt: skip
 
 
 def _attack_section() -> AttackConfig:

@@ -96,6 +96,7 @@ PARAMS: dict[str, Param] = {
         Param("eps1", "8/255"),
         Param("attack", "fgsm"),
         Param("compare", []),
+        Param("faith", False),
         Param("target", "pred"),
         # page-level values worth sharing: the gallery's model and enlarged image, the distribution plot kind
         Param("gmodel", ""),
@@ -155,6 +156,7 @@ class Selection:
     model_specs: tuple[tuple[str, ModelSpec], ...] = ()  # per model: weights and build options, where chosen
     attack: AttackConfig = field(default_factory=AttackConfig)
     comparisons: tuple[str, ...] = ()  # computed beside NISSIM
+    faithfulness: bool = False  # deletion / insertion areas of every map
 
     def spec(self, model: str) -> ModelSpec:
         """How ``model`` is loaded: its checkpoint and build options from the sidebar, else its defaults."""
@@ -190,6 +192,7 @@ class Selection:
             target=self.target,
             attack=attack or self.attack,
             comparisons=(NISSIM, *(CompareConfig(name) for name in self.comparisons)),
+            faithfulness=self.faithfulness,
         )
 
     def sweep_configs(self, models: tuple[str, ...] | None = None) -> list[SweepConfig]:

@@ -96,3 +96,23 @@ def test_errors(faces, tmp_path):
         data.load(f"folder:{faces}", per_class=0)
     with pytest.raises(GcdashError, match="n must be"):
         data.load(f"folder:{faces}", n=-1)
+
+
+def test_a_parallel_masks_folder_gives_each_image_its_mask(tmp_path):
+    from PIL import Image
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for name in ("cat", "dog"):
+        (images / name).mkdir(parents=True)
+        (masks / name).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(np.full((12, 10, 3), 50 + i, np.uint8)).save(images / name / f"{i}.jpg")
+            mask = np.zeros((12, 10), np.uint8)
+            mask[i : i + 4, 2:6] = 255
+            Image.fromarray(mask).save(masks / name / f"{i}.png")
+    samples = data.load(f"folder:{images}", masks=str(masks))
+    assert len(samples.masks) == 4
+    assert [int(m.sum()) for m in samples.masks] == [16] * 4 and samples.masks[1][1:5, 2:6].all()
+    (masks / "dog" / "1.png").unlink()
+    with pytest.raises(GcdashError, match=r"no mask for dog/1\.jpg"):
+        data.load(f"folder:{images}", masks=str(masks))

@@ -23,11 +23,11 @@ def _input(n: int = 2) -> torch.Tensor:
     return torch.rand(n, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
 
 
-def test_registered_in_the_demo_family():
-    for name in NAMES:
-        assert name in models.names()
-        assert models.entry(name).family == "demo"
-    assert NAMES == ["demo-vgg", "demo-resnet", "demo-inception", "demo-xception"]
+def test_registered_in_their_families():
+    assert all(name in models.names() for name in NAMES)
+    assert models.expand("demo-all") == ["demo-vgg", "demo-resnet", "demo-inception", "demo-xception"]
+    assert models.expand("demo-robust-all") == ["demo-resnet-robust"]  # kept out of the four stand-ins
+    assert demo.ARCHITECTURES["demo-resnet-robust"].make is demo.ARCHITECTURES["demo-resnet"].make
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -71,7 +71,7 @@ def test_random_init_is_seeded_and_leaves_the_global_rng_alone(name):
     a, b = models.load(name, weights=None), models.load(name, weights=None)
     assert torch.equal(state, torch.random.get_rng_state())
     assert a.digest == b.digest
-    assert (a.input_size, a.crop, a.family) == ((IMAGE_SIZE, IMAGE_SIZE), False, "demo")
+    assert (a.input_size, a.crop, a.family) == ((IMAGE_SIZE, IMAGE_SIZE), False, demo.ARCHITECTURES[name].family)
 
 
 def test_build_options():
@@ -127,4 +127,20 @@ def test_shipped_weights_load_offline_and_classify(name, fresh_test_images):
     x, y = fresh_test_images
     with torch.no_grad():
         acc = (handle.net(x).argmax(1) == y).float().mean().item()
-    assert acc >= 0.95, f"{name}: {acc:.3f} top-1 on 200 fresh test images"
+    floor = 0.85 if demo.ARCHITECTURES[name].adversarial else 0.95  # adversarial training costs clean accuracy
+    assert acc >= floor, f"{name}: {acc:.3f} top-1 on 200 fresh test images"
+
+
+def test_the_robust_model_holds_clearly_more_accuracy_under_pgd(fresh_test_images):
+    """``demo-resnet-robust`` against ``demo-resnet`` on the same 200 fresh test images: PGD at 8/255 (the attack
+    registry's, 10 steps) takes the standard model to almost nothing and leaves the robust one most of its top-1."""
+    from gcdash import attacks
+
+    x, y = fresh_test_images
+    held = {}
+    for name in ("demo-resnet", "demo-resnet-robust"):
+        net = models.load(name).net
+        adv = attacks.attack("pgd", net, x, y, 8 / 255)
+        with torch.no_grad():
+            held[name] = (net(adv).argmax(1) == y).float().mean().item()
+    assert held["demo-resnet-robust"] >= held["demo-resnet"] + 0.3, held

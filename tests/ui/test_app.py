@@ -189,7 +189,10 @@ def test_layers_page_uses_every_layer():
     assert_clean(at)
     heatmap, depth = charts(at)
     assert [t["y"] for t in heatmap["data"]] == [["block1", "block2", "block3"]] * 2
-    assert len(depth["data"]) == 2 * 2  # two models x two eps > 0
+    lines = [t for t in depth["data"] if "floor" not in t["name"]]
+    assert len(lines) == 2 * 2  # two models x two eps > 0
+    floors = [t for t in depth["data"] if "random-weights floor" in t["name"]]
+    assert len(floors) == 2 * 2 and all(len(t["customdata"]) == 3 for t in floors)  # each model's floor in each panel
 
 
 def test_methods_page():
@@ -473,3 +476,26 @@ def test_an_upload_link_without_its_files_says_what_to_do():
     assert_clean(at)
     assert any("Upload" in i.value for i in at.info)  # not an empty page
     assert not at.get("plotly_chart")
+
+
+def test_the_transfer_page_pairs_every_model_and_its_diagonal_is_the_white_box_attack():
+    at = app("pages/transfer.py")
+    assert_clean(at)
+    figures = charts(at)
+    assert len(figures) == 2  # one per eps > 0
+    acc, mod = figures[-1]["data"]  # 8/255: adversarial top-1 and MOD
+    assert acc["y"] == ["tiny-cnn", "tiny-cnn2"] and acc["x"] == ["tiny-cnn", "tiny-cnn2"]
+    gap = app("pages/compare.py").dataframe[0].value  # the white-box attack beside the noise control
+    for i, name in enumerate(["tiny-cnn", "tiny-cnn2"]):
+        white = gap[(gap["model"] == name) & (gap["eps"] == "8/255")]["mod"].item()
+        assert mod["z"][i][i] == pytest.approx(white, abs=1e-12)  # the diagonal is the white-box MOD
+    assert mod["z"][0][1] != pytest.approx(mod["z"][1][1])  # crafted on another model: another shift
+
+
+def test_the_faithfulness_switch_reaches_the_tables_and_the_reading():
+    at = app("pages/compare.py", faith="true")
+    assert_clean(at)
+    assert any("stay" in m.value and "faithful" in m.value for m in at.markdown)
+    assert any("random weights sit at" in m.value for m in at.markdown)  # the floor, beside MOD
+    plain = app("pages/compare.py")
+    assert not any("faithful" in m.value for m in plain.markdown)
