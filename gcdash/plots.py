@@ -383,9 +383,8 @@ def transfer_heatmaps(summary: pd.DataFrame, eps: float, values: Sequence[str] =
         matrix = results.transfer_matrix(summary, eps, value)
         fig.add_trace(
             go.Heatmap(
-                z=matrix.to_numpy().tolist(), x=list(matrix.columns), y=list(matrix.index), zmin=0, zmax=1,
-                colorscale="Viridis", texttemplate="%{z:.3f}",
-                colorbar=dict(x=(i + 1) / len(values) - 0.04, len=0.9), showscale=True,
+                z=matrix.to_numpy().tolist(), x=list(matrix.columns), y=list(matrix.index),
+                coloraxis="coloraxis", texttemplate="%{z:.3f}",
                 hovertemplate="crafted on %{y}<br>evaluated on %{x}: " + TRANSFER_VALUES[value]
                 + " %{z:.3f}<extra></extra>",
             ),
@@ -393,7 +392,10 @@ def transfer_heatmaps(summary: pd.DataFrame, eps: float, values: Sequence[str] =
         )  # fmt: skip
         fig.update_yaxes(autorange="reversed", title="crafted on" if i == 0 else None, row=1, col=i + 1)
         fig.update_xaxes(title="evaluated on", row=1, col=i + 1)
-    fig.update_layout(title=f"Transfer at eps {eps_text(eps)} (diagonal: white-box)", height=420)
+    fig.update_layout(
+        title=f"Transfer at eps {eps_text(eps)} (diagonal: white-box)", height=420,
+        coloraxis=dict(colorscale="Viridis", cmin=0, cmax=1),
+    )  # fmt: skip
     return fig
 
 
@@ -403,12 +405,15 @@ FLOOR_NAME = "random-weights floor"
 def with_floor(fig: go.Figure, floors: dict[str, float]) -> go.Figure:
     """Dotted horizontal lines at each model's sanity floor (the NISSIM of unrelated maps, :mod:`gcdash.sanity`):
     the level a MOD would reach if the attack left nothing of the explanation."""
-    for model, level in floors.items():
-        if np.isfinite(level):
-            fig.add_hline(
-                y=level, line_dash="dot", line_color="grey", opacity=0.8,
-                annotation_text=f"{model}: {FLOOR_NAME}", annotation_position="top left",
-            )  # fmt: skip
+    shown = {model: level for model, level in floors.items() if np.isfinite(level)}
+    for level in shown.values():
+        fig.add_hline(y=level, line_dash="dot", line_color="grey", opacity=0.8)
+    if shown:  # one label for all the lines: close floors would print their labels over each other
+        text = f"dotted: {FLOOR_NAME} (" + ", ".join(f"{m} {v:.3f}" for m, v in shown.items()) + ")"
+        fig.add_annotation(
+            text=text, x=0, xref="paper", y=max(shown.values()), yref="y", yanchor="bottom", xanchor="left",
+            showarrow=False, font=dict(size=11, color="grey"),
+        )  # fmt: skip
     return fig
 
 

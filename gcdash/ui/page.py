@@ -39,7 +39,7 @@ PAGES = [  # (file, title, icon), in menu order; the first is the default
     ("pages/compare.py", "Compare models", ":material/compare_arrows:"),
     ("pages/layers.py", "Layers", ":material/layers:"),
     ("pages/methods.py", "Methods", ":material/science:"),
-    ("pages/transfer.py", "Transfer", ":material/swap_horiz:"),
+    ("pages/transfer.py", "Transfer attacks", ":material/swap_horiz:"),
     ("pages/runs.py", "Runs", ":material/play_circle:"),
 ]
 

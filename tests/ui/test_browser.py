@@ -270,6 +270,11 @@ def test_every_page_in_a_browser(server, page, shots):
     no_exception(page)
     screenshot(page, shots, "methods")
 
+    visit(page, server, "Transfer attacks")
+    charts_drawn(page, 3)  # one matrix per eps > 0
+    no_exception(page)
+    screenshot(page, shots, "transfer")
+
     visit(page, server, "Runs")
     page.get_by_role("button", name="Start sweep").click()
     appears(page, '[data-testid="stAlertContentSuccess"]:has-text("Finished")')
