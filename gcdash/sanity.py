@@ -17,6 +17,7 @@ and one per cascade step (``python -m gcdash sanity``); :func:`floor` makes two.
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -56,17 +57,18 @@ def _forward_order(handle: ModelHandle, names: Sequence[str]) -> dict[str, bool]
     """For each module name: does the forward pass run it after the deepest catalog layer (is it in the head)?"""
     seen: list[str] = []
     deepest = handle.layers[next(reversed(handle.layers))]
-    hooks = [deepest.register_forward_hook(lambda *_: seen.append("<deepest>"))]
-    for name in names:
-        module = handle.net.get_submodule(name)
-        hooks.append(module.register_forward_hook(lambda *_, n=name: seen.append(n)))
-    try:
-        with torch.no_grad():
-            h, w = handle.input_size
-            handle.net(torch.zeros(1, 3, h, w, device=handle.device))
-    finally:
-        for hook in hooks:
-            hook.remove()
+    with handle.lock:  # hooks on a model other sessions may be running
+        hooks = [deepest.register_forward_hook(lambda *_: seen.append("<deepest>"))]
+        for name in names:
+            module = handle.net.get_submodule(name)
+            hooks.append(module.register_forward_hook(lambda *_, n=name: seen.append(n)))
+        try:
+            with torch.no_grad():
+                h, w = handle.input_size
+                handle.net(torch.zeros(1, 3, h, w, device=handle.device))
+        finally:
+            for hook in hooks:
+                hook.remove()
     cut = seen.index("<deepest>") if "<deepest>" in seen else len(seen)
     after = set(seen[cut + 1 :]) - set(seen[:cut])
     return {name: name in after for name in names}
@@ -75,7 +77,8 @@ def _forward_order(handle: ModelHandle, names: Sequence[str]) -> dict[str, bool]
 def randomised(handle: ModelHandle, modules: Sequence[str], seed: int = 0) -> ModelHandle:
     """A copy of ``handle`` with ``modules`` (qualified names) re-initialised under ``seed``; the original is
     untouched."""
-    net = copy.deepcopy(handle.net)
+    with handle.lock:  # not mid-pass of another session (its hooks would be copied along)
+        net = copy.deepcopy(handle.net)
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for name in modules:
@@ -85,7 +88,7 @@ def randomised(handle: ModelHandle, modules: Sequence[str], seed: int = 0) -> Mo
                 module.reset_running_stats()
     qualname = {id(m): name for name, m in handle.net.named_modules()}
     layers = {layer: net.get_submodule(qualname[id(m)]) for layer, m in handle.layers.items()}
-    return replace(handle, net=net.eval(), layers=layers, name=f"{handle.name} (randomised)")
+    return replace(handle, net=net.eval(), layers=layers, name=f"{handle.name} (randomised)", lock=threading.RLock())
 
 
 def _maps(handle: ModelHandle, x: torch.Tensor, layers: Sequence[str], method: str, targets) -> dict[str, np.ndarray]:

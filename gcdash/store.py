@@ -90,6 +90,23 @@ _WRITE_ERRORS = {
 }
 
 
+_OPENING = threading.Lock()
+
+
+def _retry_locked(step, seconds: float = 60.0) -> object:
+    """Run ``step``, retrying while SQLite says the database is locked: switching a fresh file to WAL and creating
+    the schema need a moment's exclusive lock, which another process opening the same cache may hold, and those
+    calls fail at once instead of waiting for the busy timeout."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return step()
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Store:
     """A cache rooted at ``root`` (created on first use). Thread-safe: one SQLite connection per thread.
     ``read_only`` (or a folder this process may not write) opens it for reads only."""
@@ -126,10 +143,11 @@ class Store:
             raise GcdashError(f"cache {self.root} is a file, not a folder; give a folder with --cache or $GCDASH_CACHE")
         self.root.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=60.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        _migrate(conn)
-        conn.executescript(_SCHEMA)
+        with _OPENING:  # threads of this process set up a fresh file one at a time
+            _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            conn.execute("PRAGMA synchronous=NORMAL")
+            _retry_locked(lambda: _migrate(conn))
+            _retry_locked(lambda: conn.executescript(_SCHEMA))
         return conn
 
     def _open_read_only(self) -> sqlite3.Connection:
