@@ -59,6 +59,11 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder for the tables")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument(
+        "--keep-maps", default="all", choices=["all", "gallery", "none"],
+        help="raw maps kept in the cache: all; gallery (the default layer's); none. Scalars are always kept; a map "
+        "not kept is recomputed when looked at (default: all)",
+    )  # fmt: skip
     p.add_argument("--cache", type=Path, help="cache folder (default: $GCDASH_CACHE or ./cache)")
 
 
@@ -201,23 +206,23 @@ def run_sweep(args: argparse.Namespace) -> int:
     handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
     for line in pipeline.check_inputs(config, samples, handles):
         print(f"gcdash: warning: {line}", file=sys.stderr)
-    bar = tqdm(total=len(samples) * len(config.models), unit="img", desc="sweep", file=sys.stderr)
+    configs = [config]
+    if getattr(args, "transfer", False):
+        sources = [spec.name for spec in config.models]
+        configs = [replace(config, attack=a) for a in pipeline.transfer_attacks(config.attack, sources)]
+    bar = tqdm(total=len(samples) * len(config.models) * len(configs), unit="img", desc="sweep", file=sys.stderr)
 
     def progress(done: int, total: int, what: str) -> None:
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
-    configs = [config]
-    if getattr(args, "transfer", False):
-        sources = [spec.name for spec in config.models]
-        configs = [replace(config, attack=a) for a in pipeline.transfer_attacks(config.attack, sources)]
-        bar.total = len(samples) * len(config.models) * len(configs)
     runs = []
     try:
         for i, each in enumerate(configs):
             offset = i * len(samples) * len(config.models)
             runs.append(pipeline.sweep(
                 each, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
+                keep_maps=args.keep_maps,
                 progress=lambda done, total, what, o=offset: progress(o + done, total, what),
             ))  # fmt: skip
     finally:
@@ -227,7 +232,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes},
     )  # fmt: skip
     result.write(args.out)
-    if len(configs) > 1:
+    if getattr(args, "transfer", False):
         _write_transfer(result.summary(), args.out)
     table = results.mod_vid_table(result.summary())
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
@@ -273,7 +278,10 @@ def run_sanity(args: argparse.Namespace) -> int:
         handle = handles[spec.name]
         aligned, _ = data.align_labels(samples, handle.class_names, spec.name)
         print(f"{spec.name}: {len(sanity.groups(handle))} cascade steps × {len(aligned)} images", file=sys.stderr)
-        tables.append(sanity.cascade(handle, aligned, config.layers, config.cam.method, batch_size=args.batch_size))
+        tables.append(sanity.cascade(
+            handle, aligned, config.layers, config.cam.method, batch_size=args.batch_size,
+            params=dict(config.cam.params),
+        ))  # fmt: skip
     table = pd.concat(tables, ignore_index=True)
     args.out.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out / "sanity.csv", index=False)

@@ -32,7 +32,11 @@ from gcdash.targets import TARGETS
 Progress = Callable[[int, str], None]  # (images just finished, what) → None
 ShouldStop = Callable[[], bool]
 Cell = tuple[float, str]  # (eps, layer)
-NO_SCORE = -1.0  # stored for a localisation score that does not exist (an all-zero map), read back as NaN
+NO_SCORE = -1.0  # stored for a localisation or faithfulness score that does not exist (an all-zero map): NaN
+#: Which raw maps a pass stores (logits, attack states and every scalar are always stored): ``all``; ``gallery``,
+#: the model's default layer only (what the gallery opens on); ``none``. A map not stored is recomputed by one CAM
+#: pass when something asks for it (the gallery, a new comparison); the numbers do not depend on the policy.
+KEEP_MAPS = ("all", "gallery", "none")
 
 
 @dataclass
@@ -92,6 +96,7 @@ class ModelEngine:
         source: ModelHandle | None = None,
         batch_size: int = 32,
         faithfulness: faith.Faithfulness | None = None,
+        keep_maps: str = "all",
     ) -> None:
         self.handle, self.store = handle, store
         self.method = cams.get(method)
@@ -105,6 +110,9 @@ class ModelEngine:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
         self.cam_passes = 0
+        if keep_maps not in KEEP_MAPS:
+            raise GcdashError(f"keep_maps must be one of {', '.join(KEEP_MAPS)}, got {keep_maps!r}")
+        self.keep_maps = keep_maps
         self.faithfulness = faithfulness
         self.faith_key = keys.short(faithfulness.key()) if faithfulness else ""
         self.faith_passes = 0
@@ -122,6 +130,7 @@ class ModelEngine:
         config: SweepConfig,
         batch_size: int = 32,
         handles: Mapping[str, ModelHandle] | None = None,
+        keep_maps: str = "all",
     ) -> ModelEngine:
         """The engine of ``handle`` under ``config``; a transfer attack's source model comes from ``handles`` or is
         loaded with its default weights."""
@@ -134,7 +143,7 @@ class ModelEngine:
         return cls(
             handle, store, config.cam.method, dict(config.cam.params), config.target,
             attack=config.attack, comparisons=config.comparisons, source=source, batch_size=batch_size,
-            faithfulness=faith.Faithfulness() if config.faithfulness else None,
+            faithfulness=faith.Faithfulness() if config.faithfulness else None, keep_maps=keep_maps,
         )  # fmt: skip
 
     # -- public -------------------------------------------------------------------------------------------
@@ -259,8 +268,16 @@ class ModelEngine:
             for layer in layers
             for j, i in enumerate(idx)
         }
-        self.store.put_arrays(maps, "map", self.handle.owner)
-        batch.maps.update(maps)
+        kept = {k: v for k, v in maps.items() if self._keeps(k)}
+        if kept:
+            self.store.put_arrays(kept, "map", self.handle.owner)
+        batch.maps.update(maps)  # this batch's comparisons still use them all
+
+    def _keeps(self, map_key: str) -> bool:
+        """Whether the retention policy stores the map under ``map_key`` (its layer is the key's last part)."""
+        if self.keep_maps == "all":
+            return True
+        return self.keep_maps == "gallery" and map_key.rsplit(":", 1)[-1] == self.handle.default_layer
 
     def _load_maps(self, batch: Batch, needed: Mapping[Cell, Sequence[int]]) -> None:
         """Make the raw maps of ``needed`` ((eps, layer) → image indices) available in ``batch.maps``: read from
@@ -369,7 +386,8 @@ class ModelEngine:
         found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
         missing: dict[Cell, list[int]] = {}
         for (curve, eps, layer), ks in wanted.items():
-            batch.faith[(curve, eps, layer)] = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
+            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
+            batch.faith[(curve, eps, layer)] = np.where(values == NO_SCORE, np.nan, values)
             todo = [i for i, k in enumerate(ks) if k not in found]
             if todo:
                 missing[(eps, layer)] = sorted(set(missing.get((eps, layer), [])) | set(todo))
@@ -387,12 +405,14 @@ class ModelEngine:
                     self.handle.net, x.to(device), torch.from_numpy(maps).to(device), targets, self.faithfulness
                 )
             self.faith_passes += len(idx) * self.faithfulness.passes
+            empty = maps.reshape(len(maps), -1).max(axis=1) <= 0  # no ranking of pixels: no curve to speak of
             for curve, values in found_curves.items():
                 areas = faith.auc(values).double().cpu().numpy()
                 self._require_finite(f"{curve} areas at layer {layer}", areas, eps)
+                areas[empty] = np.nan
                 batch.faith[(curve, eps, layer)][idx] = areas
                 ks = wanted[(curve, eps, layer)]
-                new.update({ks[i]: float(v) for i, v in zip(idx, areas)})
+                new.update({ks[i]: NO_SCORE if np.isnan(v) else float(v) for i, v in zip(idx, areas)})
         self.store.put_scalars(new, "faithfulness", self.handle.owner)
 
     def _require_finite(self, what: str, values: np.ndarray, eps: float) -> None:

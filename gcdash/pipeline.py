@@ -158,6 +158,7 @@ def model_table(
     handles: Mapping[str, ModelHandle] | None = None,
     progress: EngineProgress | None = None,
     should_stop: ShouldStop | None = None,
+    keep_maps: str = "all",
 ) -> tuple[pd.DataFrame, ModelEngine]:
     """The per-image table (``results.PER_IMAGE_COLUMNS``, a column per extra comparison, and the localisation
     columns where the images have masks) of one model under
@@ -165,7 +166,7 @@ def model_table(
     name = model or handle.name
     samples, _ = data.align_labels(samples, handle.class_names, name)
     check_labels(handle, samples)
-    engine = ModelEngine.from_config(handle, store, config, batch_size, handles)
+    engine = ModelEngine.from_config(handle, store, config, batch_size, handles, keep_maps)
     table = engine.table(samples, config.eps, config.layers, progress, should_stop)
     for column, value in reversed(
         (("model", name), ("method", config.cam.method), ("attack", config.attack.name),
@@ -187,9 +188,11 @@ def sweep(
     samples: Samples | None = None,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
+    keep_maps: str = "all",
 ) -> SweepResult:
     """Run ``config`` through the cache. ``handles`` (name → loaded handle) and ``samples`` skip loading;
-    ``progress(done, total, what)`` is called after each batch; ``should_stop()`` cancels between batches."""
+    ``progress(done, total, what)`` is called after each batch; ``should_stop()`` cancels between batches;
+    ``keep_maps`` is the raw-map retention policy (:data:`gcdash.engine.KEEP_MAPS`)."""
     store = store or Store()
     samples = samples if samples is not None else load_samples(config)
     device = resolve_device(device)
@@ -208,7 +211,7 @@ def sweep(
 
         table, engine = model_table(
             handle, store, samples, config, model=spec.name, batch_size=batch_size, handles=handles,
-            progress=report, should_stop=should_stop,
+            progress=report, should_stop=should_stop, keep_maps=keep_maps,
         )  # fmt: skip
         frames.append(table)
         passes[spec.name] = engine.passes

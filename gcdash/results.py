@@ -28,6 +28,9 @@ VID_COLUMNS = [*GROUP, "vid"]
 LOCALISATION_COLUMNS = ["hit_clean", "hit_adv", "mass_clean", "mass_adv"]
 #: Deletion / insertion areas (:mod:`gcdash.metrics.faithfulness`) where the sweep asked for them; summary: means.
 FAITHFULNESS_COLUMNS = ["del_clean", "del_adv", "ins_clean", "ins_adv"]
+#: Clean / attacked pairs of per-image scores; a summary averages both over the images that have both (an all-zero
+#: map has neither score), so "before" and "after" describe the same images.
+PAIRED = [("hit_clean", "hit_adv"), ("mass_clean", "mass_adv"), ("del_clean", "del_adv"), ("ins_clean", "ins_adv")]
 
 
 def extra_comparisons(per_image: pd.DataFrame) -> list[str]:
@@ -62,8 +65,10 @@ def _summarise_group(g: pd.DataFrame, extras: Sequence[str]) -> pd.Series:
         "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
     }
     row.update({f"mod_{name}": _mean_or_nan(g[name]) for name in extras})
-    row.update({column: _mean_or_nan(g[column]) for column in FAITHFULNESS_COLUMNS if column in g})
-    row.update({column: _mean_or_nan(g[column]) for column in LOCALISATION_COLUMNS if column in g})
+    for pair in PAIRED:  # the clean and the attacked score over the same images: those with both
+        if pair[0] in g:
+            both = g[list(pair)].dropna()
+            row.update({column: _mean_or_nan(both[column]) for column in pair})
     if "hit_clean" in g:
         both = g[["hit_clean", "hit_adv"]].dropna()
         row["moved_off"] = float(((both["hit_clean"] == 1) & (both["hit_adv"] == 0)).mean()) if len(both) else np.nan
@@ -241,8 +246,10 @@ def mod_vid_table(summary_table: pd.DataFrame) -> pd.DataFrame:
 def transfer_matrix(summary_table: pd.DataFrame, eps: float, value: str = "mod") -> pd.DataFrame:
     """``value`` (``mod``, ``acc_adv``, ``flip_rate``, …) at ``eps`` for every pair: rows the model the perturbation
     was crafted on (``source``), columns the model it was evaluated on, in the order the models first appear. The
-    diagonal is the white-box attack. Each model contributes the rows of its one layer and method in the table."""
+    diagonal is the white-box attack. Each model contributes its deepest layer in the table (as :func:`reading`)."""
     rows = summary_table[np.isclose(summary_table["eps"], eps) & (summary_table["source"] != "none")]
+    deepest = rows.groupby("model", sort=False)["layer"].transform("last")  # one layer per model: its deepest
+    rows = rows[rows["layer"] == deepest]
     order = list(dict.fromkeys(summary_table["model"]))
     matrix = rows.pivot_table(index="source", columns="model", values=value, aggfunc="first")
     return matrix.reindex(index=[m for m in order if m in matrix.index], columns=[m for m in order if m in matrix])
@@ -267,13 +274,13 @@ def reading(summary_table: pd.DataFrame, eps: float, floors: dict[str, float] | 
                 f"Maps of the same model with random weights sit at {floor:.3f} from its own: the attack took the "
                 f"explanation {min(r.mod / floor, 9.99):.0%} of the way to an unrelated one."
             )
-        if "hit_clean" in at and pd.notna(getattr(r, "hit_clean", np.nan)):
+        if "hit_clean" in at and pd.notna(getattr(r, "hit_clean", np.nan)) and pd.notna(r.moved_off):
             lines.append(
                 f"Before the attack the map's peak was on the object in {r.hit_clean:.0%} of images, after it in "
                 f"{r.hit_adv:.0%}: the attack moved the explanation off the object in {r.moved_off:.0%} of images "
                 f"(share of the map on the object {r.mass_clean:.0%} → {r.mass_adv:.0%})."
             )
-        if "del_clean" in at and pd.notna(getattr(r, "del_clean", np.nan)):
+        if "del_clean" in at and pd.notna(getattr(r, "del_clean", np.nan)) and pd.notna(r.ins_clean):
             lines.append(
                 f"As explanations of what the model predicts, the maps stay "
                 f"{'as' if r.del_adv <= r.del_clean + 0.02 else 'less'} faithful: removing the pixels they mark "

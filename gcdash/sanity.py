@@ -35,33 +35,35 @@ SANITY_COLUMNS = ["model", "layer", "randomised", "n", "nissim", "nissim_std", "
 
 
 def groups(handle: ModelHandle) -> list[tuple[str, list[str]]]:
-    """The cascade, top first: ``(step name, qualified names of the modules it re-initialises)`` for the head, each
-    catalog layer from the deepest, and the rest (``all``); steps with nothing to re-initialise are left out. Only
-    modules with a ``reset_parameters`` count."""
-    qualname = {id(m): name for name, m in handle.net.named_modules()}
-    owned: dict[str, str] = {}
-    for layer, module in handle.layers.items():  # shallow → deep: a deeper layer claims what it contains
-        for sub in module.modules():
-            owned[qualname[id(sub)]] = layer
+    """The cascade, top first: ``(step name, qualified names of the modules it re-initialises)`` for the head (what
+    runs after the deepest catalog layer), then each catalog layer from the deepest with the modules that run
+    between it and the layer below (so a catalog of parameter-free ReLU or pooling outputs, as VGG's, still gets
+    one step per layer), then what runs before the shallowest (``all``). Steps with nothing to re-initialise are
+    left out; only modules with a ``reset_parameters`` count."""
     resettable = [name for name, m in handle.net.named_modules() if hasattr(m, "reset_parameters")]
-    deepest_end = _forward_order(handle, resettable)
-    by_layer = {layer: [n for n in resettable if owned.get(n) == layer] for layer in handle.layers}
-    free = [n for n in resettable if n not in owned]
-    head = [n for n in free if deepest_end[n]]
-    stem = [n for n in free if not deepest_end[n]]
-    steps = [(HEAD, head)] + [(layer, by_layer[layer]) for layer in reversed(handle.layers)] + [(ALL, stem)]
+    events = _forward_events(handle, resettable)
+    layers = list(handle.layers)
+    owner: dict[str, str] = {}
+    for i, (kind, name) in enumerate(events):
+        if kind == "module" and name not in owner:
+            after = next((n for k, n in events[i:] if k == "layer"), HEAD)
+            owner[name] = after
+    steps = [(HEAD, [n for n in resettable if owner.get(n) == HEAD])]
+    steps += [(layer, [n for n in resettable if owner.get(n) == layer]) for layer in reversed(layers)]
+    steps += [(ALL, [n for n in resettable if n not in owner])]  # never ran: left for the last step
     return [(name, members) for name, members in steps if members]
 
 
-def _forward_order(handle: ModelHandle, names: Sequence[str]) -> dict[str, bool]:
-    """For each module name: does the forward pass run it after the deepest catalog layer (is it in the head)?"""
-    seen: list[str] = []
-    deepest = handle.layers[next(reversed(handle.layers))]
+def _forward_events(handle: ModelHandle, names: Sequence[str]) -> list[tuple[str, str]]:
+    """The order in which one forward pass finishes the modules ``names`` and the catalog layers:
+    ``("module", name)`` / ``("layer", name)``, first finish of each (a forward hook fires when its module is done,
+    so a layer's own parameters come before the layer itself)."""
+    events: list[tuple[str, str]] = []
     with handle.lock:  # hooks on a model other sessions may be running
-        hooks = [deepest.register_forward_hook(lambda *_: seen.append("<deepest>"))]
+        hooks = [m.register_forward_hook(lambda *_, n=n: events.append(("layer", n))) for n, m in handle.layers.items()]
         for name in names:
             module = handle.net.get_submodule(name)
-            hooks.append(module.register_forward_hook(lambda *_, n=name: seen.append(n)))
+            hooks.append(module.register_forward_hook(lambda *_, n=name: events.append(("module", n))))
         try:
             with torch.no_grad():
                 h, w = handle.input_size
@@ -69,9 +71,7 @@ def _forward_order(handle: ModelHandle, names: Sequence[str]) -> dict[str, bool]
         finally:
             for hook in hooks:
                 hook.remove()
-    cut = seen.index("<deepest>") if "<deepest>" in seen else len(seen)
-    after = set(seen[cut + 1 :]) - set(seen[:cut])
-    return {name: name in after for name in names}
+    return list(dict.fromkeys(events))
 
 
 def randomised(handle: ModelHandle, modules: Sequence[str], seed: int = 0) -> ModelHandle:
@@ -88,11 +88,10 @@ def randomised(handle: ModelHandle, modules: Sequence[str], seed: int = 0) -> Mo
                 module.reset_running_stats()
     qualname = {id(m): name for name, m in handle.net.named_modules()}
     layers = {layer: net.get_submodule(qualname[id(m)]) for layer, m in handle.layers.items()}
-    return replace(handle, net=net.eval(), layers=layers, name=f"{handle.name} (randomised)", lock=threading.RLock())
-
-
-def _maps(handle: ModelHandle, x: torch.Tensor, layers: Sequence[str], method: str, targets) -> dict[str, np.ndarray]:
-    return cams.compute(handle, x, list(layers), method, targets)
+    # digest "": computed from the new weights, so the copy never shares the trained model's cache cells
+    return replace(
+        handle, net=net.eval(), layers=layers, name=f"{handle.name} (randomised)", lock=threading.RLock(), digest=""
+    )
 
 
 def _rows(model: str, step: str, trained: dict, other: dict) -> list[dict]:
@@ -109,6 +108,25 @@ def _rows(model: str, step: str, trained: dict, other: dict) -> list[dict]:
     return rows
 
 
+def _trained(
+    handle: ModelHandle, samples: Samples, names: Sequence[str], method: str, params: dict, batch_size: int
+) -> tuple[list[torch.Tensor], list[dict[str, np.ndarray]], list[list[int]]]:
+    """Inputs, the trained model's maps at the input size, and the classes they explain, batch by batch."""
+    xs, maps, targets = [], [], []
+    for start in range(0, len(samples), batch_size):
+        x = handle.preprocess(samples.images[start : start + batch_size])
+        result = cams.explain(handle, x, list(names), method, **params)
+        xs.append(x)
+        targets.append(result.targets.tolist())
+        maps.append({n: cams.upsample(result.maps[n], tuple(x.shape[-2:])) for n in names})
+    return xs, maps, targets
+
+
+def _against(model: ModelHandle, xs, trained, targets, names, method: str, params: dict, step: str, label: str):
+    other = [cams.compute(model, x, list(names), method, t, **params) for x, t in zip(xs, targets)]
+    return _rows(label, step, _stack(trained), _stack(other))
+
+
 def cascade(
     handle: ModelHandle,
     samples: Samples,
@@ -116,36 +134,37 @@ def cascade(
     method: str = "gradcam",
     seed: int = 0,
     batch_size: int = 32,
+    params: dict | None = None,
 ) -> pd.DataFrame:
     """``SANITY_COLUMNS`` rows: for every cascade step and every layer, the mean NISSIM between the trained
-    model's clean map and the randomised model's map of the same image and class (the trained top-1). Pairs with
-    an all-zero map are left out and counted in ``zero_rate``."""
+    model's clean map and the randomised model's map of the same image and class (the trained top-1), under
+    ``method`` with ``params``. Pairs with an all-zero map are left out and counted in ``zero_rate``."""
     names = handle.resolve_layers(layers)
-    steps, done, rows = groups(handle), [], []
-    parts = [range(i, min(i + batch_size, len(samples))) for i in range(0, len(samples), batch_size)]
-    x_parts = [handle.preprocess([samples.images[i] for i in part]) for part in parts]
-    trained, targets = [], []
-    for x in x_parts:
-        result = cams.explain(handle, x, names, method)
-        targets.append(result.targets.tolist())
-        trained.append({n: cams.upsample(result.maps[n], tuple(x.shape[-2:])) for n in names})
-    for step, members in steps:
+    params = params or {}
+    xs, trained, targets = _trained(handle, samples, names, method, params, batch_size)
+    rows, done = [], []
+    for step, members in groups(handle):
         done += members
         model = randomised(handle, done, seed)
-        other = [_maps(model, x, names, method, t) for x, t in zip(x_parts, targets)]
-        rows += _rows(handle.name, step, _stack(trained), _stack(other))
+        rows += _against(model, xs, trained, targets, names, method, params, step, handle.name)
     return pd.DataFrame(rows, columns=SANITY_COLUMNS)
 
 
-def floor(handle: ModelHandle, samples: Samples, layers: Sequence[str], method: str = "gradcam") -> pd.DataFrame:
+def floor(
+    handle: ModelHandle,
+    samples: Samples,
+    layers: Sequence[str],
+    method: str = "gradcam",
+    batch_size: int = 32,
+    params: dict | None = None,
+) -> pd.DataFrame:
     """The last cascade step only (every weight re-initialised): the NISSIM of unrelated maps per layer."""
+    params = params or {}
     steps = groups(handle)
     model = randomised(handle, [n for _, members in steps for n in members])
-    x = handle.preprocess(samples.images)
-    result = cams.explain(handle, x, list(layers), method)
-    trained = {n: cams.upsample(result.maps[n], tuple(x.shape[-2:])) for n in layers}
-    other = _maps(model, x, layers, method, result.targets.tolist())
-    return pd.DataFrame(_rows(handle.name, steps[-1][0], trained, other), columns=SANITY_COLUMNS)
+    xs, trained, targets = _trained(handle, samples, layers, method, params, batch_size)
+    rows = _against(model, xs, trained, targets, layers, method, params, steps[-1][0], handle.name)
+    return pd.DataFrame(rows, columns=SANITY_COLUMNS)
 
 
 def _stack(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

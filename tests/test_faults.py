@@ -219,12 +219,23 @@ def test_an_all_zero_map_is_flagged_not_counted_as_the_same_explanation(tiny_han
         conv.bias.fill_(-1.0)  # block2's ReLU output is zero everywhere: a dead layer
     tiny_handle.digest = ""
     tiny_handle.__post_init__()
-    engine = ModelEngine(tiny_handle, store, batch_size=4, comparisons=(NISSIM, CompareConfig("topk")))
-    table = engine.table(tiny_samples, EPS, ["block2"]).assign(model="m", method="gradcam", attack="fgsm", source="m")
+    from dataclasses import replace
+
+    from gcdash.metrics.faithfulness import Faithfulness
+
+    engine = ModelEngine(
+        tiny_handle, store, batch_size=4, comparisons=(NISSIM, CompareConfig("topk")), faithfulness=Faithfulness(4)
+    )
+    masked = replace(tiny_samples, masks=[np.ones(i.shape[:2], bool) for i in tiny_samples.images])
+    table = engine.table(masked, EPS, ["block2"]).assign(model="m", method="gradcam", attack="fgsm", source="m")
     assert table["zero_clean"].all() and table["zero_adv"].all()
-    assert table[["ssim", "nissim", "topk"]].isna().all().all()
+    scores = ["ssim", "nissim", "topk", "del_clean", "del_adv", "ins_clean", "ins_adv", "hit_clean", "mass_adv"]
+    assert table[scores].isna().all().all()  # no map: no dissimilarity, no curve, no place on the object
     summary = results.summary(table)
-    assert (summary["zero_rate"] == 1.0).all() and summary["mod"].isna().all()
+    assert (summary["zero_rate"] == 1.0).all() and summary[["mod", "del_adv", "hit_clean"]].isna().all().all()
+    again = ModelEngine(tiny_handle, store, batch_size=4, comparisons=(NISSIM, CompareConfig("topk")),
+                        faithfulness=Faithfulness(4)).table(masked, EPS, ["block2"])  # fmt: skip
+    assert again[scores].isna().all().all()  # stored as "no score", read back as NaN
 
 
 # -- fault injection: kill -9, flipped bytes, a full store ----------------------------------------------------------

@@ -53,3 +53,22 @@ def test_the_sanity_command_writes_its_table(tmp_path, capsys):
     assert set(table["randomised"]) == {"head", "block3", "block2", "block1"}
     assert set(table["layer"]) == {"block1", "block2", "block3"}  # every layer by default
     assert "floor of unrelated maps" in capsys.readouterr().out
+
+
+def test_a_catalog_of_parameter_free_outputs_still_cascades_layer_by_layer():
+    """VGG's catalog names ReLU and pooling outputs, which own no weights: each step takes the convolutions that run
+    between its layer and the one below, so the cascade still has one step per layer."""
+    from collections import OrderedDict
+
+    from torch import nn
+
+    from gcdash.models.handle import ModelHandle, PixelSpaceNet
+
+    features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU())
+    net = PixelSpaceNet(nn.Sequential(features, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
+                        (0.5,) * 3, (0.25,) * 3).eval()  # fmt: skip
+    layers = OrderedDict([("relu1", features[1]), ("relu2", features[3])])
+    handle = ModelHandle("flat", net, (16, 16), ["a", "b", "c"], layers, "relu2")
+    steps = sanity.groups(handle)
+    assert steps == [("head", ["backbone.3"]), ("relu2", ["backbone.0.2"]), ("relu1", ["backbone.0.0"])]
+    assert sanity.randomised(handle, ["backbone.3"]).digest != handle.digest  # never the trained model's cells

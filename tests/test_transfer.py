@@ -41,9 +41,10 @@ def test_the_transfer_diagonal_is_the_white_box_sweep_exactly(tmp_path, capsys):
 
 def test_the_matrix_puts_sources_in_rows_in_model_order():
     summary = pd.DataFrame({
-        "model": ["b", "b", "a", "a"], "source": ["b", "a", "b", "a"], "eps": [0.1] * 4,
-        "mod": [0.3, 0.1, 0.2, 0.4],
-    })  # fmt: skip
+        "model": ["b", "b", "a", "a", "a"], "source": ["b", "a", "b", "a", "a"], "eps": [0.1] * 5,
+        "layer": ["l"] * 4 + ["shallow"], "mod": [0.3, 0.1, 0.2, 0.4, 0.9],
+    }).iloc[[4, 0, 1, 2, 3]]  # fmt: skip
     matrix = results.transfer_matrix(summary, 0.1)
-    assert list(matrix.index) == ["b", "a"] and list(matrix.columns) == ["b", "a"]
+    assert list(matrix.index) == ["a", "b"] and list(matrix.columns) == ["a", "b"]  # as they first appear
     assert matrix.loc["a", "b"] == 0.1 and matrix.loc["a", "a"] == 0.4  # row: crafted on; column: evaluated on
+    # each model at its deepest layer in the table ("l" comes after "shallow" for model a)

@@ -6,7 +6,7 @@
   mask (the demo's masks are exact).
 - **Mass inside** (the "energy-based pointing game" of Score-CAM, Wang et al., CVPRW 2020):
   ``mass = Σ_p L_p·M_p / Σ_p L_p``, the share of the map's mass inside the object; 1 when all of it is, and the
-  object's area share for a uniform map.
+  object's area share for a flat map given as it is (min-max normalisation turns a flat map into an all-zero one).
 
 ``L`` is the map as the comparisons see it (min-max normalised, at the input resolution, ≥ 0). An all-zero map
 points nowhere and has no mass: both scores are NaN there, never 0 or 1.

@@ -97,8 +97,10 @@ def clear_tables() -> None:
 
 
 @st.cache_data(max_entries=64, show_spinner="Randomising the model's weights for the sanity floor…")
-def floor(key: str, _handle: ModelHandle, _samples: Samples, layers: tuple[str, ...], method: str) -> pd.DataFrame:
+def floor(
+    key: str, _handle: ModelHandle, _samples: Samples, layers: tuple[str, ...], method: str, params: tuple
+) -> pd.DataFrame:
     """The sanity floor of ``layers`` (:func:`gcdash.sanity.floor`): two CAM passes per image, once per process."""
     from gcdash import sanity
 
-    return sanity.floor(_handle, _samples, list(layers), method)
+    return sanity.floor(_handle, _samples, list(layers), method, params=dict(params))

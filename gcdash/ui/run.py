@@ -271,13 +271,16 @@ def report_maker(
 
 def floors(sel: Selection, layers: str | None = None) -> pd.DataFrame:
     """The sanity floor (NISSIM to the maps of the same model with random weights) of each selected model at its
-    selected layers (or ``layers``: "all"), with the sidebar's CAM method at its default parameters."""
+    selected layers (or ``layers``: "all"), with the sidebar's CAM method and parameters."""
     imgs = samples(sel, quiet=True)
     frames = []
     for name, handle in handles(sel).items():
         names = tuple(handle.resolve_layers(layers or sel.layers_for(name)))
-        key = "|".join([handle.digest, cache.data_key(sel.data), ",".join(names), sel.method, str(len(imgs))])
-        frames.append(cache.floor(key, handle, imgs, names, sel.method).assign(model=name))
+        params = sel.method_params(sel.method)
+        key = "|".join(
+            [handle.digest, cache.data_key(sel.data), ",".join(names), sel.method, str(params), str(len(imgs))]
+        )
+        frames.append(cache.floor(key, handle, imgs, names, sel.method, params).assign(model=name))
     return pd.concat(frames, ignore_index=True)
 
 
