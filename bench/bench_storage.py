@@ -19,19 +19,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GCDASH_OFFLINE", "1")
 
-from gcdash import pipeline  # noqa: E402
-from gcdash.config import DataConfig, ModelSpec, SweepConfig  # noqa: E402
-from gcdash.engine import KEEP_MAPS  # noqa: E402
-from gcdash.store import Store  # noqa: E402
+from gcdash import pipeline
+from gcdash.config import DataConfig, ModelSpec, SweepConfig
+from gcdash.engine import KEEP_MAPS
+from gcdash.store import Store
 
 EPS = (0.0, *(e / 255 for e in (1, 2, 4, 8, 16)))
 
 
 def measure(model: str, n: int) -> None:
     weights = "default" if model.startswith("demo-") else None
-    config = SweepConfig(
-        models=(ModelSpec(model, weights),), data=DataConfig("demo", n, 0), eps=EPS, layers="all"
-    )
+    config = SweepConfig(models=(ModelSpec(model, weights),), data=DataConfig("demo", n, 0), eps=EPS, layers="all")
     tables = {}
     print(f"[{model}] every layer × {len(EPS) - 1} eps, {n} demo images (resized to the model's input)")
     for policy in KEEP_MAPS:
