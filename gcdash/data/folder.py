@@ -7,7 +7,9 @@ starting with ".", are ignored; ImageFolder would count a hidden folder as a cla
 sub-folders loads as unlabelled (label -1). Subsets: ``classes`` (names) keeps those folders; ``per_class`` and
 ``n`` (at most that many per class / in all) are filled by visiting files in a random order drawn with ``seed``,
 decoding only what is kept; an unreadable file is skipped (listed in ``meta["skipped"]``) and the next one in
-that order takes its place. The chosen files keep their sorted order; ids are paths relative to ``PATH``.
+that order takes its place. The chosen files keep their sorted order; ids are paths relative to ``PATH``. The
+pixels are not kept: :class:`FolderImages` decodes them again when a batch is read, so a sweep of any size holds
+one batch of decoded images at a time (the check at load costs one extra decode per image).
 
 Object masks (for localisation: the pointing game and the map's mass inside the object) come from a parallel
 folder, option ``masks=MASKS`` (CLI ``--masks MASKS``): ``MASKS/<class>/<name>.png`` for ``PATH/<class>/<name>.jpg``
@@ -108,6 +110,25 @@ def mask_for(masks: Path, rel: str, shape: tuple[int, ...]) -> np.ndarray:
     return mask
 
 
+class FolderImages(Sequence[np.ndarray]):
+    """The chosen files' pixels, decoded when read: a sweep reads them one batch at a time (``Samples.subset``), so
+    memory stays flat in the number of images. Each file was decoded once when chosen (an unreadable one is skipped
+    then, with its reason), so a read here fails only if the file changed since."""
+
+    def __init__(self, files: Sequence[tuple[Path, str]], max_pixels: int = MAX_PIXELS) -> None:
+        self.files = list(files)
+        self.max_pixels = max_pixels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index):  # int → one (H, W, 3) uint8 array; slice → a list of them
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        path, rel = self.files[index]
+        return decode_image(path, rel, FOLDER_FORMATS, self.max_pixels)
+
+
 def load_folder(
     arg: str | None = None,
     n: int | None = None,
@@ -131,23 +152,25 @@ def load_folder(
             continue
         rel = path.relative_to(root).as_posix()
         try:
-            chosen.append((i, decode_image(path, rel, FOLDER_FORMATS, max_pixels), label, rel))
+            shape = decode_image(path, rel, FOLDER_FORMATS, max_pixels).shape  # checked now, its pixels dropped
+            chosen.append((i, (path, rel, shape), label, rel))
         except GcdashError as err:
             skipped.append(str(err))  # the next file in the random order takes its place
             continue
         taken[label] += 1
     chosen.sort(key=lambda c: c[0])
-    images, labels, ids = [c[1] for c in chosen], [c[2] for c in chosen], [c[3] for c in chosen]
+    files, labels, ids = [c[1] for c in chosen], [c[2] for c in chosen], [c[3] for c in chosen]
+    images = FolderImages([(path, rel) for path, rel, _ in files], max_pixels)
     if not images and skipped:
         raise GcdashError(f"no readable images under {root} ({len(skipped)} skipped; first: {skipped[0]})")
     meta = {"source": "folder", "root": str(root), "seed": seed, "skipped": skipped}
     objects = None
     if masks:
         folder = check_root(masks)
-        objects = [mask_for(folder, rel, image.shape) for rel, image in zip(ids, images)]
+        objects = [mask_for(folder, rel, shape) for _, rel, shape in files]
     return Samples(images, np.asarray(labels, np.int64), ids, all_classes, masks=objects, meta=meta)
 
 
 register_source("folder", load_folder)
 
-__all__ = ["FOLDER_FORMATS", "IMG_EXTENSIONS", "class_folders", "find_images", "load_folder"]
+__all__ = ["FOLDER_FORMATS", "IMG_EXTENSIONS", "FolderImages", "class_folders", "find_images", "load_folder"]

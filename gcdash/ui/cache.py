@@ -11,7 +11,7 @@ Tables are read through the engine, so a miss here on a warm store costs cache r
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -53,7 +53,8 @@ def data_key(config: DataConfig) -> str:
 
 @st.cache_data(max_entries=16, show_spinner="Loading images…")
 def _samples(key: str, _config: DataConfig) -> Samples:
-    return data.load(_config.source, n=_config.n, seed=_config.seed, **dict(_config.options))
+    loaded = data.load(_config.source, n=_config.n, seed=_config.seed, **dict(_config.options))
+    return replace(loaded, images=list(loaded.images))  # the dashboard's small subsets stay decoded in memory
 
 
 def samples(config: DataConfig) -> Samples:

@@ -116,3 +116,26 @@ def test_a_parallel_masks_folder_gives_each_image_its_mask(tmp_path):
     (masks / "dog" / "1.png").unlink()
     with pytest.raises(GcdashError, match=r"no mask for dog/1\.jpg"):
         data.load(f"folder:{images}", masks=str(masks))
+
+
+def test_a_folder_is_decoded_a_batch_at_a_time_and_gives_the_same_numbers(tmp_path, tiny_handle):
+    from dataclasses import replace
+
+    from gcdash.data.folder import FolderImages
+    from gcdash.engine import ModelEngine
+    from gcdash.store import Store
+
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / "img" / name).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)).save(
+                tmp_path / "img" / name / f"{i}.png"
+            )
+    lazy = data.load(f"folder:{tmp_path / 'img'}")
+    assert isinstance(lazy.images, FolderImages) and len(lazy) == 10  # no pixels held
+    eager = replace(lazy, images=list(lazy.images))
+    assert all(np.array_equal(a, b) for a, b in zip(lazy.subset(range(3, 7)).images, eager.images[3:7]))
+    tables = [ModelEngine(tiny_handle, Store(tmp_path / f"c{i}"), batch_size=4).table(s, [0.0, 8 / 255])
+              for i, s in enumerate((lazy, eager))]  # fmt: skip
+    assert tables[0].equals(tables[1])
