@@ -190,7 +190,6 @@ def build_config(args: argparse.Namespace):
 
 def run_sweep(args: argparse.Namespace) -> int:
     config = build_config(args)
-    import pandas as pd
     from tqdm import tqdm
 
     from gcdash import data, pipeline, results
@@ -216,22 +215,20 @@ def run_sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
-    runs = []
+    runs, parts = [], pipeline.Parts(args.out)  # rows reach the disk batch by batch
     try:
         for i, each in enumerate(configs):
             offset = i * len(samples) * len(config.models)
             runs.append(pipeline.sweep(
                 each, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
-                keep_maps=args.keep_maps,
+                keep_maps=args.keep_maps, parts=parts,
                 progress=lambda done, total, what, o=offset: progress(o + done, total, what),
             ))  # fmt: skip
     finally:
         bar.close()
-    result = pipeline.SweepResult(
-        config, pd.concat([r.per_image for r in runs], ignore_index=True),
-        {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes},
-    )  # fmt: skip
-    result.write(args.out)
+    passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
+    result = pipeline.SweepResult(config, parts.read(), passes)  # the summary is made from what was written
+    result.write(args.out, per_image=False)
     if getattr(args, "transfer", False):
         _write_transfer(result.summary(), args.out)
     table = results.mod_vid_table(result.summary())

@@ -11,7 +11,7 @@ clean cell; a new comparison is computed from cached maps and makes no model pas
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -156,14 +156,24 @@ class ModelEngine:
         should_stop: ShouldStop | None = None,
     ) -> pd.DataFrame:
         """Per-image rows for every (layer, eps): labels, predictions, confidences, SSIM, NISSIM and every other
-        comparison's dissimilarity."""
+        comparison's dissimilarity; sorted by layer (catalog order), eps and image (the samples' order)."""
+        table = pd.concat(list(self.rows(samples, eps, layers, progress, should_stop)), ignore_index=True)
+        return canonical_order(table)
+
+    def rows(
+        self,
+        samples: Samples,
+        eps: Sequence[float],
+        layers: str | Sequence[str] | None = None,
+        progress: Progress | None = None,
+        should_stop: ShouldStop | None = None,
+    ) -> Iterator[pd.DataFrame]:
+        """The rows of :meth:`table` one batch at a time, as each batch's cells are filled (for streaming them to
+        disk: nothing of earlier batches is kept)."""
         names = self.handle.resolve_layers(layers)
         eps_list = sorted({float(e) for e in eps})
-        batches = self._batches(samples, eps_list, names, progress, should_stop)
-        table = pd.concat([self._rows(part, batch, eps_list, names) for part, batch in batches], ignore_index=True)
-        order = {name: i for i, name in enumerate(names)}, {image_id: i for i, image_id in enumerate(samples.ids)}
-        sort_key = [table["layer"].map(order[0]), table["eps"], table["image_id"].map(order[1])]
-        return table.iloc[np.lexsort(sort_key[::-1])].reset_index(drop=True)
+        for part, batch in self._batches(samples, eps_list, names, progress, should_stop):
+            yield self._rows(part, batch, eps_list, names)
 
     def gallery(self, samples: Samples, eps: float, layer: str, progress: Progress | None = None) -> Views:
         """Clean and attacked images and maps at the input resolution with their rows, for the gallery: the maps
@@ -455,6 +465,17 @@ class ModelEngine:
                         block[f"{score}_adv"] = batch.loc[(score, e, layer)]
                 blocks.append(pd.DataFrame(block))
         return pd.concat(blocks, ignore_index=True)
+
+
+def canonical_order(table: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
+    """Rows sorted as :meth:`ModelEngine.table` returns them: by layer and image in the order they first appear
+    (each batch lists the layers in catalog order and its images in the samples' order), then eps; within each
+    value of the ``group`` column first (one model's table), when given."""
+    if table.empty:
+        return table.reset_index(drop=True)
+    layer, image = (pd.factorize(table[c])[0] for c in ("layer", "image_id"))
+    keys = ([table[group].to_numpy()] if group else []) + [layer, table["eps"].to_numpy(), image]
+    return table.iloc[np.lexsort(keys[::-1])].reset_index(drop=True)
 
 
 def _empty_maps() -> tuple[metrics.Comparison, dict, str]:

@@ -8,6 +8,8 @@ the store is read, not recomputed; whatever finished before a failure or a cance
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,7 @@ import torch
 from gcdash import data, models, results
 from gcdash.config import AttackConfig, SweepConfig
 from gcdash.data import Samples
-from gcdash.engine import ModelEngine, ShouldStop
+from gcdash.engine import ModelEngine, ShouldStop, canonical_order
 from gcdash.engine import Progress as EngineProgress
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
@@ -55,11 +57,16 @@ class SweepResult:
     def vid(self) -> pd.DataFrame:
         return results.vid(self.summary())
 
-    def write(self, out_dir) -> None:
-        """``per_image.parquet``, ``summary.csv`` and ``vid.csv`` into ``out_dir`` (created if needed)."""
+    def write(self, out_dir, per_image: bool = True) -> None:
+        """``per_image.parquet`` (unless it was streamed there as :class:`Parts`), ``summary.csv`` and ``vid.csv``
+        into ``out_dir`` (created if needed)."""
         out = check_out_dir(out_dir)
         summary = self.summary()
-        self.per_image.to_parquet(out / "per_image.parquet", index=False)
+        if per_image:
+            target = out / "per_image.parquet"
+            if target.is_dir():
+                shutil.rmtree(target)
+            self.per_image.to_parquet(target, index=False)
         summary.to_csv(out / "summary.csv", index=False)
         results.vid(summary).to_csv(out / "vid.csv", index=False)
 
@@ -159,15 +166,25 @@ def model_table(
     progress: EngineProgress | None = None,
     should_stop: ShouldStop | None = None,
     keep_maps: str = "all",
+    sink: Callable[[pd.DataFrame], None] | None = None,
 ) -> tuple[pd.DataFrame, ModelEngine]:
     """The per-image table (``results.PER_IMAGE_COLUMNS``, a column per extra comparison, and the localisation
-    columns where the images have masks) of one model under
-    ``config``: the one path from a config to numbers, used by the CLI, :func:`sweep` and the pages."""
+    columns where the images have masks) of one model under ``config``: the one path from a config to numbers,
+    used by the CLI, :func:`sweep` and the pages. With ``sink`` each batch's rows go to it as they are made and
+    the returned table is empty (nothing is kept in memory)."""
     name = model or handle.name
     samples, _ = data.align_labels(samples, handle.class_names, name)
     check_labels(handle, samples)
     engine = ModelEngine.from_config(handle, store, config, batch_size, handles, keep_maps)
-    table = engine.table(samples, config.eps, config.layers, progress, should_stop)
+    if sink is not None:
+        for rows in engine.rows(samples, config.eps, config.layers, progress, should_stop):
+            sink(_labelled(rows, config, name))
+        return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS), engine
+    return _labelled(engine.table(samples, config.eps, config.layers, progress, should_stop), config, name), engine
+
+
+def _labelled(table: pd.DataFrame, config: SweepConfig, name: str) -> pd.DataFrame:
+    """Engine rows with the columns that say whose they are (model, method, attack, source), in table order."""
     for column, value in reversed(
         (("model", name), ("method", config.cam.method), ("attack", config.attack.name),
          ("source", source_column(config, name)))
@@ -175,7 +192,45 @@ def model_table(
         table.insert(0, column, value)
     extras = [c.name for c in config.comparisons[1:]]
     located = [c for c in results.FAITHFULNESS_COLUMNS + results.LOCALISATION_COLUMNS if c in table]
-    return table[results.PER_IMAGE_COLUMNS + extras + located], engine
+    return table[results.PER_IMAGE_COLUMNS + extras + located]
+
+
+class Parts:
+    """``DIR/per_image.parquet`` as a folder of Parquet parts, one per finished batch, each written whole (a
+    temporary name, then a rename) as soon as its batch is done: a killed sweep loses at most the batch in flight,
+    and ``pandas.read_parquet(DIR/per_image.parquet)`` reads the folder as one table. A new sweep starts it empty
+    (a rerun after a kill rewrites it from the cache, making no model pass for the finished batches)."""
+
+    NAME = "per_image.parquet"
+
+    def __init__(self, out_dir: str | Path) -> None:
+        self.path = check_out_dir(out_dir) / self.NAME
+        if self.path.is_dir():
+            shutil.rmtree(self.path)
+        elif self.path.exists():
+            self.path.unlink()
+        self.path.mkdir()
+        self.count, self.group = 0, 0
+
+    def next_group(self) -> None:
+        """The parts written from now on are another model's (or another attack's) table."""
+        self.group += 1
+
+    def write(self, frame: pd.DataFrame) -> None:
+        name = f"part-{self.group:04d}-{self.count:06d}.parquet"
+        tmp = self.path / f".{name}.tmp"
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.path / name)
+        self.count += 1
+
+    def read(self) -> pd.DataFrame:
+        """Every part, in the order :func:`sweep` would have returned the rows in memory."""
+        files = sorted(self.path.glob("part-*.parquet"))
+        if not files:
+            return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
+        groups = [int(f.name.split("-")[1]) for f in files]
+        table = pd.concat([pd.read_parquet(f).assign(_group=g) for f, g in zip(files, groups)], ignore_index=True)
+        return canonical_order(table, "_group").drop(columns="_group")
 
 
 def sweep(
@@ -189,10 +244,12 @@ def sweep(
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
     keep_maps: str = "all",
+    parts: Parts | None = None,
 ) -> SweepResult:
     """Run ``config`` through the cache. ``handles`` (name → loaded handle) and ``samples`` skip loading;
     ``progress(done, total, what)`` is called after each batch; ``should_stop()`` cancels between batches;
-    ``keep_maps`` is the raw-map retention policy (:data:`gcdash.engine.KEEP_MAPS`)."""
+    ``keep_maps`` is the raw-map retention policy (:data:`gcdash.engine.KEEP_MAPS`); with ``parts`` the rows are
+    written to disk batch by batch and the table returned is read back from what was written."""
     store = store or Store()
     samples = samples if samples is not None else load_samples(config)
     device = resolve_device(device)
@@ -211,11 +268,13 @@ def sweep(
 
         table, engine = model_table(
             handle, store, samples, config, model=spec.name, batch_size=batch_size, handles=handles,
-            progress=report, should_stop=should_stop, keep_maps=keep_maps,
+            progress=report, should_stop=should_stop, keep_maps=keep_maps, sink=parts and parts.write,
         )  # fmt: skip
         frames.append(table)
         passes[spec.name] = engine.passes
-    per_image = pd.concat(frames, ignore_index=True)
+        if parts is not None:
+            parts.next_group()
+    per_image = pd.concat(frames, ignore_index=True) if parts is None else parts.read()
     result = SweepResult(config, per_image, passes)
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
         save_run(store, result)
