@@ -59,6 +59,10 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, type=Path, help="output folder for the tables")
     p.add_argument("--device", help="cpu | cuda (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--executor", default="local", choices=["local", "ray"], help="where batches run (default: local)")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, each with its own copy of the models")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs each Ray actor asks for (default 0)")
+    p.add_argument("--ray-address", help="an existing Ray cluster (ray://HOST:10001 or auto); default: a local one")
     p.add_argument(
         "--keep-maps", default="all", choices=["all", "gallery", "none"],
         help="raw maps kept in the cache: all; gallery (the default layer's); none. Scalars are always kept; a map "
@@ -219,10 +223,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     try:
         for i, each in enumerate(configs):
             offset = i * len(samples) * len(config.models)
-            runs.append(pipeline.sweep(
-                each, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
-                keep_maps=args.keep_maps, parts=parts,
-                progress=lambda done, total, what, o=offset: progress(o + done, total, what),
+            runs.append(_sweep_one(
+                args, each, store, device, handles, samples, parts,
+                lambda done, total, what, o=offset: progress(o + done, total, what),
             ))  # fmt: skip
     finally:
         bar.close()
@@ -235,6 +238,23 @@ def run_sweep(args: argparse.Namespace) -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
     print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({len(result.per_image)} rows)")
     return 0
+
+
+def _sweep_one(args, config, store, device, handles, samples, parts, progress):
+    """One config through the chosen executor: this process, or a pool of Ray actors."""
+    from gcdash import executors, pipeline
+
+    if args.executor == "ray":
+        table, passes = executors.ray_sweep(
+            config, store, samples, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            address=args.ray_address, device=args.device, batch_size=args.batch_size, parts=parts,
+            progress=progress, keep_maps=args.keep_maps,
+        )  # fmt: skip
+        return pipeline.SweepResult(config, table, passes)
+    return pipeline.sweep(
+        config, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
+        keep_maps=args.keep_maps, parts=parts, progress=progress,
+    )  # fmt: skip
 
 
 def _write_transfer(summary, out: Path) -> None:

@@ -1,0 +1,250 @@
+"""Where a sweep's batches run: in this process (``local``, :func:`gcdash.pipeline.sweep`) or spread over a Ray
+cluster (``ray``, :func:`ray_sweep`).
+
+The Ray executor shards each model's images into batches and hands them to a pool of actors, each holding its own
+copy of the model on its own device. A worker runs exactly the local path (:func:`gcdash.pipeline.model_table` on
+its batch), reading cells from the cache read-only and keeping what it computes in a :class:`BufferedStore`; the
+driver, the only writer, stores what each batch computed, writes its rows as a Parquet part and reports progress.
+So the per-image results equal the local executor's, and a killed sweep resumes from every finished batch.
+
+The workers read the cache folder: on one host (``ray.init()``) that is the same folder; on a cluster put it on a
+filesystem every node mounts (``--cache /shared/...``). A worker that cannot read it recomputes what it does not
+find: the numbers are the same, only the work is not saved.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gcdash.config import SweepConfig
+from gcdash.data import Samples
+from gcdash.errors import Cancelled, GcdashError
+from gcdash.store import Store
+
+Progress = Callable[[int, int, str], None]
+ShouldStop = Callable[[], bool]
+MAX_RETRIES = 2  # a batch whose worker died is tried again on another worker this many times
+
+
+class BufferedStore:
+    """The store interface the engine uses (``get_arrays``, ``put_arrays``, ``get_scalars``, ``put_scalars``):
+    reads go to the buffer, then to ``base`` (a read-only cache, or None); writes stay in the buffer until
+    :meth:`drain` hands them over."""
+
+    read_only = False
+
+    def __init__(self, base: Store | None) -> None:
+        self.base = base
+        self.arrays: dict[str, tuple[np.ndarray, str, str]] = {}
+        self.scalars: dict[str, tuple[float, str, str]] = {}
+
+    def _base(self, method: str, keys: Sequence[str]) -> dict:
+        if self.base is None:
+            return {}
+        try:
+            return getattr(self.base, method)(keys)
+        except (GcdashError, OSError):
+            self.base = None  # an unreadable cache: compute instead, as an empty one would
+            return {}
+
+    def get_arrays(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found = {k: self.arrays[k][0] for k in keys if k in self.arrays}
+        rest = [k for k in keys if k not in found]
+        return {**found, **(self._base("get_arrays", rest) if rest else {})}
+
+    def get_scalars(self, keys: Sequence[str]) -> dict[str, float]:
+        found = {k: self.scalars[k][0] for k in keys if k in self.scalars}
+        rest = [k for k in keys if k not in found]
+        return {**found, **(self._base("get_scalars", rest) if rest else {})}
+
+    def put_arrays(self, items: Mapping[str, np.ndarray], kind: str, model: str = "") -> None:
+        self.arrays.update({k: (np.asarray(v), kind, model) for k, v in items.items()})
+
+    def put_scalars(self, items: Mapping[str, float], kind: str, model: str = "") -> None:
+        self.scalars.update({k: (float(v), kind, model) for k, v in items.items()})
+
+    def drain(self) -> tuple[dict, dict]:
+        """Everything written since the last drain, emptied from the buffer."""
+        out = (self.arrays, self.scalars)
+        self.arrays, self.scalars = {}, {}
+        return out
+
+
+def store_writes(store: Store, arrays: Mapping[str, tuple], scalars: Mapping[str, tuple]) -> None:
+    """Write a worker's buffered entries into ``store``, grouped by (kind, model) as the engine wrote them."""
+    for items, put in ((arrays, store.put_arrays), (scalars, store.put_scalars)):
+        groups: dict[tuple[str, str], dict] = {}
+        for key, (value, kind, model) in items.items():
+            groups.setdefault((kind, model), {})[key] = value
+        for (kind, model), values in groups.items():
+            put(values, kind, model)
+
+
+class CellWorker:
+    """The cells of one batch on a Ray worker (the actor class, wrapped by ``ray.remote`` in :func:`ray_sweep`);
+    it loads each model of the sweep once, when its first batch arrives, on its own device."""
+
+    def __init__(self, config: SweepConfig, cache: str | None, device: str | None, options: dict) -> None:
+        from gcdash import pipeline
+
+        self.config, self.options = config, options
+        self.device = pipeline.resolve_device(device)
+        self.base = _read_only(cache)
+        self.handles: dict = {}
+
+    def _handle(self, model: str):
+        from gcdash import models
+
+        if model not in self.handles:
+            spec = next(s for s in self.config.models if s.name == model)
+            self.handles[model] = models.load(spec.name, weights=spec.weights, **dict(spec.options)).to(self.device)
+        return self.handles[model]
+
+    def run(self, model: str, samples: Samples) -> tuple[pd.DataFrame, dict, dict, int]:
+        """The rows of ``samples`` (one batch) for ``model``, what computing them wrote, and the passes it took."""
+        from gcdash import pipeline
+
+        store = BufferedStore(self.base)
+        table, engine = pipeline.model_table(
+            self._handle(model), store, samples, self.config, model=model, batch_size=len(samples), **self.options
+        )  # type: ignore[arg-type]
+        arrays, scalars = store.drain()
+        return table, arrays, scalars, engine.passes
+
+
+def _read_only(cache: str | None) -> Store | None:
+    if cache is None or not Path(cache).is_dir():
+        return None
+    try:
+        return Store(cache, read_only=True)
+    except GcdashError:
+        return None
+
+
+def shard_ranges(n: int, batch_size: int) -> list[range]:
+    """Image index ranges of the batches, in order (each batch's images are read only when it is sent)."""
+    return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def _start_ray(address: str | None, workers: int) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise GcdashError("--executor ray needs Ray: pip install -r requirements-ray.txt") from None
+    if not ray.is_initialized():
+        root = str(Path(__file__).resolve().parent.parent)  # workers import gcdash from this checkout
+        kwargs = {"address": address} if address else {"num_cpus": max(workers, 1)}
+        ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": root}}, **kwargs)
+    return ray
+
+
+def ray_sweep(
+    config: SweepConfig,
+    store: Store,
+    samples: Samples,
+    *,
+    workers: int = 2,
+    gpus_per_worker: float = 0.0,
+    address: str | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    parts=None,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    keep_maps: str = "all",
+    worker: type = CellWorker,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Run ``config`` on a pool of ``workers`` Ray actors (each with ``gpus_per_worker`` GPUs and its own copy of
+    each model); the
+    per-image table (in the local executor's order) and the passes per model. A batch whose worker dies is retried
+    on another actor up to :data:`MAX_RETRIES` times, then the sweep fails with one line; finished batches are kept
+    (their cells in ``store``, their rows in ``parts``)."""
+    from gcdash.engine import canonical_order
+
+    if workers < 1:
+        raise GcdashError(f"--workers must be ≥ 1, got {workers}")
+    ray = _start_ray(address, workers)
+    remote = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=MAX_RETRIES)(worker)
+    ranges = shard_ranges(len(samples), batch_size)
+    total, done, frames, passes = len(samples) * len(config.models), 0, [], {}
+    pool = [remote.remote(config, str(store.root), device, {"keep_maps": keep_maps}) for _ in range(workers)]
+    for group, spec in enumerate(config.models):
+        rows = []
+        batches = [lambda r=r, m=spec.name: (m, samples.subset(r)) for r in ranges]
+        for table, arrays, scalars, n in _in_order(_run_all(ray, pool, batches, should_stop)):
+            store_writes(store, arrays, scalars)  # the driver is the only writer
+            if parts is not None:
+                parts.write(table)
+            rows.append(table.assign(_group=group))
+            passes[spec.name] = passes.get(spec.name, 0) + n
+            done += int(table["image_id"].nunique())
+            if progress is not None:
+                progress(done, total, spec.name)
+        if parts is not None:
+            parts.next_group()
+        frames += rows
+    for actor in pool:
+        ray.kill(actor)
+    table = pd.concat(frames, ignore_index=True)
+    return canonical_order(table, "_group").drop(columns="_group"), passes
+
+
+def _in_order(results: Iterable[tuple[int, tuple]]) -> Iterable[tuple]:
+    """Results that arrive in any order, passed on in batch order (rows and Parquet parts keep the images' order)."""
+    pending, wanted = {}, 0
+    for index, result in results:
+        pending[index] = result
+        while wanted in pending:
+            yield pending.pop(wanted)
+            wanted += 1
+
+
+def _run_all(
+    ray: Any, pool: list, batches: list[Callable[[], tuple[str, Samples]]], should_stop: ShouldStop | None
+) -> Iterable[tuple[int, tuple]]:
+    """Each batch (made when sent) on a free actor of ``pool``; ``(index, result)`` as they finish, in any order;
+    a batch whose worker died goes again, up to :data:`MAX_RETRIES` times."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError, WorkerCrashedError
+
+    todo = list(range(len(batches)))
+    tries = dict.fromkeys(todo, 0)
+    running: dict[Any, tuple[int, Any]] = {}
+    free = list(pool)
+    while todo or running:
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"stopped with {len(todo) + len(running)} of {len(batches)} batches left")
+        while free and todo:
+            index = todo.pop(0)
+            actor = free.pop()
+            running[actor.run.remote(*batches[index]())] = (index, actor)
+        ready, _ = ray.wait(list(running), num_returns=1)
+        index, actor = running.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except RayTaskError as err:  # the batch itself failed (a refused number, a bad input): say why, once
+            cause = getattr(err, "cause", None)
+            problem = cause if isinstance(cause, GcdashError) else GcdashError(f"batch {index + 1} failed: {err}")
+            raise problem from None
+        except ActorUnavailableError:  # restarting after a crash (max_restarts): the batch goes elsewhere
+            free.insert(0, actor)
+            todo.insert(0, index)
+            time.sleep(0.2)
+            continue
+        except (ActorDiedError, WorkerCrashedError) as err:
+            tries[index] += 1
+            if tries[index] > MAX_RETRIES:
+                raise GcdashError(
+                    f"batch {index + 1} of {len(batches)} failed on {tries[index]} workers ({type(err).__name__}); "
+                    "the finished batches are in the cache: run the sweep again to resume"
+                ) from None
+            free.insert(0, actor)  # Ray restarts it; the other actors are asked first
+            todo.insert(0, index)
+            continue
+        free.append(actor)
+        yield index, result
