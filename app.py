@@ -1,15 +1,28 @@
-"""gcdash dashboard: how FGSM attacks move CNN explanations (Chakraborty et al., CVPRW 2022).
+"""gcdash dashboard: how adversarial attacks move CNN explanations (Chakraborty et al., CVPRW 2022).
 
-The router: page config, navigation over the page files in ``pages/`` (Gallery, Distributions, Compare models,
-Layers, Methods, Runs; listed in :func:`gcdash.ui.page.pages`), and the shared sidebar, whose selection lives in
-session state and in the URL. Run with ``streamlit run app.py``.
+Run with ``streamlit run app.py``. This file is the server: a Streamlit ``st.App`` serving the router script
+``dashboard.py`` (every session runs it), with a start-up hook that imports torch, pytorch-grad-cam (which brings
+torchvision and scikit-learn) and gcdash's pages' modules before the server accepts its first connection. Those
+imports are about 3.5 s on a laptop CPU; without the hook the first visitor would wait for them.
 """
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
 
 import streamlit as st
 
-from gcdash.ui import page
+#: What the first page needs that is slow to import, loaded once when the server starts.
+WARM = ("torch", "pytorch_grad_cam", "gcdash.cams", "gcdash.engine", "gcdash.plots", "gcdash.ui.run")
 
-page.configure()
-current = st.navigation(page.pages())
-page.frame()
-current.run()
+
+@contextlib.asynccontextmanager
+async def warm_up(_app: st.App) -> AsyncIterator[None]:
+    """Import :data:`WARM` before the server opens (a failed import is left for the page to report)."""
+    for name in WARM:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    yield
+
+
+app = st.App("dashboard.py", lifespan=warm_up)

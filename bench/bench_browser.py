@@ -5,7 +5,8 @@ the default selection. Each figure is the time from the action to the end of the
 ``data-test-script-state`` of Streamlit's app root, recorded by a MutationObserver in the page) and the expected
 content on screen, so Playwright's polling does not add to it.
 
-1. cold: a fresh server, empty cache, the landing page (Overview) with its gallery row;
+1. cold: a fresh server, empty cache, the landing page (Overview) with its gallery row, opened as soon as the
+   server answers its health check (and the time from the command to that view);
 2. a new browser session on the now warm cache (Overview again, in a new context);
 3. Gallery opened from there (warm);
 4. a warm layer change in the Gallery (every layer selected, each layer viewed once before);
@@ -22,6 +23,7 @@ import argparse
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,9 +94,12 @@ def nav(page, title: str) -> None:
 
 def once(browser, folder: Path) -> dict[str, float]:
     times = Timings()
+    started = time.monotonic()
     with serve(folder) as url:
+        times["server start to healthy"] = time.monotonic() - started
         first = browser.new_context(viewport={"width": 1440, "height": 2000})
         _, times["cold first view (Overview)"] = open_page(first, url, IMAGES)
+        times["command to first view"] = time.monotonic() - started
         first.close()
 
         context = browser.new_context(viewport={"width": 1440, "height": 2000})

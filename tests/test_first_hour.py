@@ -67,3 +67,19 @@ def test_the_dashboard_runs_without_a_file_watcher_and_the_readme_links_inside_t
     assert 'fileWatcherType = "none"' in (ROOT / ".streamlit" / "config.toml").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "../shared" not in readme and (ROOT / "docs" / "method.md").is_file()
+
+
+def test_the_server_imports_the_heavy_libraries_before_it_opens():
+    """``streamlit run app.py`` finds an st.App in app.py (Streamlit's own discovery) serving the router, whose
+    start-up hook imports what the first page needs, so the first visitor does not wait for torch."""
+    import ast
+    import importlib.util
+
+    from streamlit.web.server.app_discovery import discover_asgi_app
+
+    assert discover_asgi_app(ROOT / "app.py").is_asgi_app
+    tree = ast.parse((ROOT / "app.py").read_text())
+    warm = next(n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) and n.targets[0].id == "WARM")
+    names = [e.value for e in warm.elts]
+    assert {"torch", "pytorch_grad_cam"} <= set(names) and all(importlib.util.find_spec(n) for n in names)
+    assert (ROOT / "dashboard.py").is_file() and "st.navigation" in (ROOT / "dashboard.py").read_text()

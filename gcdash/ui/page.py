@@ -1,9 +1,10 @@
-"""Page scaffolding: the page list, the frame app.py draws around every page, and the error guard.
+"""Page scaffolding: the page list, the frame the router (dashboard.py) draws around
+every page, and the error guard.
 
-A page gets the sidebar's selection from :func:`selection`. Normally app.py has drawn the sidebar earlier in the
+A page gets the sidebar's selection from :func:`selection`. Normally the router has drawn the sidebar earlier in the
 same run (:func:`frame`). Streamlit can also run a file of ``pages/`` on its own: a ``pages/`` folder turns on its
 legacy multipage mode until ``st.navigation`` first runs in the process (so for the first deep link a fresh
-server gets, and under ``AppTest.switch_page``). Then :func:`selection` does what app.py does: it sets up the
+server gets, and under ``AppTest.switch_page``). Then :func:`selection` does what the router does: it sets up the
 navigation (which leaves the legacy mode for good) and draws the frame, so every page works either way.
 """
 
@@ -25,7 +26,7 @@ from gcdash.ui.text import plain
 log = logging.getLogger("gcdash.ui")
 GALLERY = "pages/gallery.py"  # the target of "open in gallery" links
 ROUTED = "gcdash.routed"
-_router_ran = False  # has app.py's router run in this process? (until it has, Streamlit runs page files alone)
+_router_ran = False  # has the router's router run in this process? (until it has, Streamlit runs page files alone)
 
 
 def configure() -> None:
@@ -59,13 +60,13 @@ def frame() -> None:
 
 
 def selection() -> Selection:
-    """The sidebar's selection for this run, drawing the frame first when app.py did not run.
+    """The sidebar's selection for this run, drawing the frame first when the router did not run.
 
-    Streamlit runs a page file on its own for a fresh server's first deep link, before app.py ever ran. The widgets
+    Streamlit runs a page file on its own for a fresh server's first deep link, before the router ever ran. The widgets
     of such a run get other ids than the router's, so a click on one (the first "Start sweep" of a link to Runs)
     would be lost on the next run; so that run reads the link into the session, sets up the navigation and runs the
     same page again through it at once (the router's run writes the link back). AppTest runs switched-to pages on
-    their own after app.py: those draw the frame here.
+    their own after the router: those draw the frame here.
     """
     if not st.session_state.pop(ROUTED, False):
         configure()

@@ -35,7 +35,7 @@ _LOCK = threading.Lock()
 
 
 def selection() -> Selection:
-    """The sidebar's selection of this run (app.py draws the sidebar before the page)."""
+    """The sidebar's selection of this run (the router draws the sidebar before the page)."""
     return st.session_state.get(SELECTION) or Selection()
 
 

@@ -1,7 +1,8 @@
 """AppTest over every page, on the tiny seeded test models (tests/tiny.py) and a few demo images.
 
-The tiny models are registered in this process by tests/conftest.py, and AppTest runs app.py in this process, so
-the sidebar lists them; the URL parameters below select them. The demo's first five classes match theirs.
+The tiny models are registered in this process by tests/conftest.py, and AppTest runs the router (dashboard.py)
+in this process, so the sidebar lists them; the URL parameters below select them. The demo's first five classes
+match theirs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 import gcdash.cams
 from gcdash.ui import state
 
-APP = str(Path(__file__).resolve().parents[2] / "app.py")
+APP = str(Path(__file__).resolve().parents[2] / "dashboard.py")  # the router app.py serves
 TIMEOUT = 240
 FIVE = ["circle", "square", "triangle", "star", "cross"]
 TINY = {"models": ["tiny-cnn", "tiny-cnn2"], "classes": FIVE, "n": "6", "eps": ["0", "4/255", "8/255"]}
