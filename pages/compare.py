@@ -3,7 +3,7 @@ attack, MOD vs accuracy drop, MOD under each map comparison, and the MOD/VID tab
 
 import streamlit as st
 
-from gcdash import plots, results
+from gcdash import results
 from gcdash.config import eps_text
 from gcdash.ui import cache, page, report, run
 from gcdash.ui.text import plain
@@ -24,17 +24,8 @@ with page.guard():
     table = run.per_image(sel, attacks=run.with_noise_control(sel, with_control))
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
-    charts = {
-        "mod_vs_eps": plots.mod_bands(summary),
-        "vid": plots.vid_bars(summary),
-        "accuracy": plots.accuracy_curves(summary),
-        "mod_vs_accuracy_drop": plots.mod_vs_drop(summary),
-    }
-    if sel.comparisons:
-        charts["mod_by_comparison"] = plots.mod_by_comparison(summary)
-
     floors = run.floors(sel).groupby("model", sort=False)["nissim"].last()  # at each model's deepest chosen layer
-    plots.with_floor(charts["mod_vs_eps"], floors.to_dict())
+    charts = cache.compare_charts(summary, tuple(floors.items()))
 
     left, right = st.columns([3, 2])
     left.plotly_chart(charts["mod_vs_eps"], key="cmp.mod")

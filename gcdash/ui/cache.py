@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gcdash import data, models
+from gcdash import data, metrics, models
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.data import Samples
 from gcdash.models.handle import ModelHandle
@@ -89,6 +89,23 @@ def summary_ci(per_image_table: pd.DataFrame) -> pd.DataFrame:
     from gcdash import results
 
     return results.summary_with_ci(per_image_table)
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def compare_charts(summary: pd.DataFrame, floors: tuple[tuple[str, float], ...]) -> dict:
+    """The Compare page's figures of ``summary`` (name → plotly figure; the random-weights ``floors`` drawn on MOD
+    vs eps), built once per summary: a model added back or a page revisited draws them without rebuilding."""
+    from gcdash import plots
+
+    charts = {
+        "mod_vs_eps": plots.with_floor(plots.mod_bands(summary), dict(floors)),
+        "vid": plots.vid_bars(summary),
+        "accuracy": plots.accuracy_curves(summary),
+        "mod_vs_accuracy_drop": plots.mod_vs_drop(summary),
+    }
+    if any(f"mod_{name}" in summary for name in metrics.dissimilarities() if name != "nissim"):
+        charts["mod_by_comparison"] = plots.mod_by_comparison(summary)
+    return charts
 
 
 def clear_tables() -> None:
