@@ -18,9 +18,10 @@ WARM = ("torch", "pytorch_grad_cam", "gcdash.cams", "gcdash.engine", "gcdash.plo
 
 @contextlib.asynccontextmanager
 async def warm_up(_app: st.App) -> AsyncIterator[None]:
-    """Import :data:`WARM` before the server opens (a failed import is left for the page to report)."""
+    """Import :data:`WARM` before the server opens. Whatever fails here (a missing package, a broken CUDA
+    library) is left for the page, which imports the same modules and shows the error where a person sees it."""
     for name in WARM:
-        with contextlib.suppress(ImportError):
+        with contextlib.suppress(Exception):
             importlib.import_module(name)
     yield
 

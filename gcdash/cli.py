@@ -250,7 +250,10 @@ def _sweep_one(args, config, store, device, handles, samples, parts, progress):
             address=args.ray_address, device=args.device, batch_size=args.batch_size, parts=parts,
             progress=progress, keep_maps=args.keep_maps,
         )  # fmt: skip
-        return pipeline.SweepResult(config, table, passes)
+        result = pipeline.SweepResult(config, table, passes)
+        if not store.read_only:
+            pipeline.save_run(store, result)  # listed on the Runs page, as a local sweep is
+        return result
     return pipeline.sweep(
         config, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
         keep_maps=args.keep_maps, parts=parts, progress=progress,

@@ -287,7 +287,7 @@ class ModelEngine:
         """Whether the retention policy stores the map under ``map_key`` (its layer is the key's last part)."""
         if self.keep_maps == "all":
             return True
-        return self.keep_maps == "gallery" and map_key.rsplit(":", 1)[-1] == self.handle.default_layer
+        return self.keep_maps == "gallery" and map_key.endswith(f":{self.handle.default_layer}")
 
     def _load_maps(self, batch: Batch, needed: Mapping[Cell, Sequence[int]]) -> None:
         """Make the raw maps of ``needed`` ((eps, layer) → image indices) available in ``batch.maps``: read from
@@ -473,8 +473,12 @@ def canonical_order(table: pd.DataFrame, group: str | None = None) -> pd.DataFra
     value of the ``group`` column first (one model's table), when given."""
     if table.empty:
         return table.reset_index(drop=True)
-    layer, image = (pd.factorize(table[c])[0] for c in ("layer", "image_id"))
-    keys = ([table[group].to_numpy()] if group else []) + [layer, table["eps"].to_numpy(), image]
+    groups = table[group] if group else pd.Series(0, index=table.index)
+
+    def first_seen(column: str) -> np.ndarray:  # within each group: another model's layers are its own
+        return table.groupby(groups, sort=False)[column].transform(lambda s: pd.factorize(s)[0]).to_numpy()
+
+    keys = [groups.to_numpy(), first_seen("layer"), table["eps"].to_numpy(), first_seen("image_id")]
     return table.iloc[np.lexsort(keys[::-1])].reset_index(drop=True)
 
 

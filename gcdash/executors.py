@@ -106,14 +106,27 @@ class CellWorker:
             self.handles[model] = models.load(spec.name, weights=spec.weights, **dict(spec.options)).to(self.device)
         return self.handles[model]
 
+    def _source(self) -> None:
+        """A transfer attack's source, loaded once: with its sweep spec's weights when it is one of the models."""
+        source = self.config.attack.source
+        if source and source not in self.handles:
+            from gcdash import models
+
+            if any(s.name == source for s in self.config.models):
+                self._handle(source)
+            else:
+                self.handles[source] = models.load(source).to(self.device)
+
     def run(self, model: str, samples: Samples) -> tuple[pd.DataFrame, dict, dict, int]:
         """The rows of ``samples`` (one batch) for ``model``, what computing them wrote, and the passes it took."""
         from gcdash import pipeline
 
+        self._source()
         store = BufferedStore(self.base)
         table, engine = pipeline.model_table(
-            self._handle(model), store, samples, self.config, model=model, batch_size=len(samples), **self.options
-        )  # type: ignore[arg-type]
+            self._handle(model), store, samples, self.config, model=model, batch_size=len(samples),
+            handles=self.handles, **self.options,
+        )  # fmt: skip
         arrays, scalars = store.drain()
         return table, arrays, scalars, engine.passes
 
@@ -174,25 +187,33 @@ def ray_sweep(
     ranges = shard_ranges(len(samples), batch_size)
     total, done, frames, passes = len(samples) * len(config.models), 0, [], {}
     pool = [remote.remote(config, str(store.root), device, {"keep_maps": keep_maps}) for _ in range(workers)]
-    for group, spec in enumerate(config.models):
-        rows = []
-        batches = [lambda r=r, m=spec.name: (m, samples.subset(r)) for r in ranges]
-        for table, arrays, scalars, n in _in_order(_run_all(ray, pool, batches, should_stop)):
-            store_writes(store, arrays, scalars)  # the driver is the only writer
+    try:
+        for group, spec in enumerate(config.models):
+            batches = [lambda r=r, m=spec.name: (m, samples.subset(r)) for r in ranges]
+            finished = _stored(store, _run_all(ray, pool, batches, should_stop))  # cells kept as each batch ends
+            for table, n in _in_order(finished):
+                if parts is not None:
+                    parts.write(table)
+                frames.append(table.assign(_group=group))
+                passes[spec.name] = passes.get(spec.name, 0) + n
+                done += int(table["image_id"].nunique())
+                if progress is not None:
+                    progress(done, total, spec.name)
             if parts is not None:
-                parts.write(table)
-            rows.append(table.assign(_group=group))
-            passes[spec.name] = passes.get(spec.name, 0) + n
-            done += int(table["image_id"].nunique())
-            if progress is not None:
-                progress(done, total, spec.name)
-        if parts is not None:
-            parts.next_group()
-        frames += rows
-    for actor in pool:
-        ray.kill(actor)
+                parts.next_group()
+    finally:
+        for actor in pool:
+            ray.kill(actor)
     table = pd.concat(frames, ignore_index=True)
     return canonical_order(table, "_group").drop(columns="_group"), passes
+
+
+def _stored(store: Store, results: Iterable[tuple[int, tuple]]) -> Iterable[tuple[int, tuple]]:
+    """Write each finished batch's cells into ``store`` as it arrives (in any order), so a failure later keeps
+    them; pass on ``(index, (rows, passes))``."""
+    for index, (table, arrays, scalars, n) in results:
+        store_writes(store, arrays, scalars)  # the driver is the only writer
+        yield index, (table, n)
 
 
 def _in_order(results: Iterable[tuple[int, tuple]]) -> Iterable[tuple]:
@@ -208,17 +229,20 @@ def _in_order(results: Iterable[tuple[int, tuple]]) -> Iterable[tuple]:
 def _run_all(
     ray: Any, pool: list, batches: list[Callable[[], tuple[str, Samples]]], should_stop: ShouldStop | None
 ) -> Iterable[tuple[int, tuple]]:
-    """Each batch (made when sent) on a free actor of ``pool``; ``(index, result)`` as they finish, in any order;
-    a batch whose worker died goes again, up to :data:`MAX_RETRIES` times."""
+    """Each batch (made when sent) on a free actor of ``pool``; ``(index, result)`` as they finish, in any order.
+    A batch whose worker died goes to another one, up to :data:`MAX_RETRIES` times; an actor that died for good
+    leaves the pool; with no actor left the sweep stops with one line."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError, WorkerCrashedError
 
     todo = list(range(len(batches)))
     tries = dict.fromkeys(todo, 0)
     running: dict[Any, tuple[int, Any]] = {}
-    free = list(pool)
+    free, alive = list(pool), list(pool)
     while todo or running:
         if should_stop is not None and should_stop():
             raise Cancelled(f"stopped with {len(todo) + len(running)} of {len(batches)} batches left")
+        if not alive:
+            raise GcdashError("every Ray worker died; the finished batches are in the cache: run the sweep again")
         while free and todo:
             index = todo.pop(0)
             actor = free.pop()
@@ -231,20 +255,30 @@ def _run_all(
             cause = getattr(err, "cause", None)
             problem = cause if isinstance(cause, GcdashError) else GcdashError(f"batch {index + 1} failed: {err}")
             raise problem from None
-        except ActorUnavailableError:  # restarting after a crash (max_restarts): the batch goes elsewhere
-            free.insert(0, actor)
-            todo.insert(0, index)
-            time.sleep(0.2)
-            continue
-        except (ActorDiedError, WorkerCrashedError) as err:
+        except (ActorDiedError, ActorUnavailableError, WorkerCrashedError) as err:
             tries[index] += 1
             if tries[index] > MAX_RETRIES:
                 raise GcdashError(
                     f"batch {index + 1} of {len(batches)} failed on {tries[index]} workers ({type(err).__name__}); "
                     "the finished batches are in the cache: run the sweep again to resume"
                 ) from None
-            free.insert(0, actor)  # Ray restarts it; the other actors are asked first
             todo.insert(0, index)
+            if _dead_for_good(ray, actor):
+                alive.remove(actor)
+            else:
+                free.insert(0, actor)  # restarting (max_restarts): the other actors are asked first
+            time.sleep(0.2)
             continue
         free.append(actor)
         yield index, result
+
+
+def _dead_for_good(ray: Any, actor: Any) -> bool:
+    """Whether ``actor`` has used up its restarts (its state is DEAD), as far as Ray can tell now."""
+    try:
+        from ray.util.state import get_actor
+
+        state = get_actor(actor._actor_id.hex())
+        return state is not None and state.state == "DEAD"
+    except Exception:  # the state API is optional (ray[default]); without it, keep the actor and count tries
+        return False

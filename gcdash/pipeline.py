@@ -223,9 +223,11 @@ class Parts:
         os.replace(tmp, self.path / name)
         self.count += 1
 
-    def read(self) -> pd.DataFrame:
-        """Every part, in the order :func:`sweep` would have returned the rows in memory."""
+    def read(self, groups: range | None = None) -> pd.DataFrame:
+        """Every part (or those of ``groups``), in the order :func:`sweep` would have returned the rows in memory."""
         files = sorted(self.path.glob("part-*.parquet"))
+        if groups is not None:
+            files = [f for f in files if int(f.name.split("-")[1]) in groups]
         if not files:
             return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
         groups = [int(f.name.split("-")[1]) for f in files]
@@ -255,6 +257,7 @@ def sweep(
     device = resolve_device(device)
     total, done = len(samples) * len(config.models), 0
     frames, passes = [], {}
+    first_group = parts.group if parts is not None else 0  # parts may already hold other sweeps' rows
     handles = dict(handles or {})
     for spec in config.models:
         handle = handles.get(spec.name) or models.load(spec.name, weights=spec.weights, **dict(spec.options))
@@ -274,7 +277,7 @@ def sweep(
         passes[spec.name] = engine.passes
         if parts is not None:
             parts.next_group()
-    per_image = pd.concat(frames, ignore_index=True) if parts is None else parts.read()
+    per_image = pd.concat(frames, ignore_index=True) if parts is None else parts.read(range(first_group, parts.group))
     result = SweepResult(config, per_image, passes)
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
         save_run(store, result)

@@ -39,8 +39,21 @@ def test_a_new_sweep_starts_the_parts_afresh_and_several_attacks_keep_their_orde
     for attack in ("fgsm", "noise"):
         config = _config(attack=AttackConfig(attack))
         tables.append(pipeline.sweep(config, store, batch_size=4).per_image)
-        pipeline.sweep(config, store, batch_size=4, parts=parts)
+        streamed = pipeline.sweep(config, store, batch_size=4, parts=parts).per_image
+        pd.testing.assert_frame_equal(streamed, tables[-1])  # its own rows only, not the earlier sweeps' too
     pd.testing.assert_frame_equal(parts.read(), pd.concat(tables, ignore_index=True))
+
+
+def test_the_order_of_each_models_layers_is_its_own():
+    """Two models whose catalogs share some names (resnet50 and resnet101): each keeps its own layer order."""
+    from gcdash.engine import canonical_order
+
+    rows = [(0, "b", "x"), (0, "c", "x"), (1, "a", "x"), (1, "b", "x"), (1, "c", "x")]
+    table = pd.DataFrame(rows, columns=["_group", "layer", "image_id"]).assign(eps=0.0)
+    shuffled = table.iloc[[4, 2, 0, 3, 1]].reset_index(drop=True)
+    parts = [shuffled.iloc[[2, 4]], shuffled.iloc[[1, 3, 0]]]  # as they were written: one model, then the other
+    ordered = canonical_order(pd.concat(parts), "_group")
+    assert list(zip(ordered["_group"], ordered["layer"])) == [(0, "b"), (0, "c"), (1, "a"), (1, "b"), (1, "c")]
 
 
 def test_a_sweep_stopped_midway_keeps_the_batches_it_finished(tmp_path):
