@@ -2,15 +2,17 @@
 
 Run with ``streamlit run app.py``. This file is the server: a Streamlit ``st.App`` serving the router script
 ``dashboard.py`` (every session runs it), with a start-up hook that imports torch, pytorch-grad-cam (which brings
-torchvision and scikit-learn) and gcdash's pages' modules before the server accepts its first connection. Those
-imports are about 3.5 s on a laptop CPU; without the hook the first visitor would wait for them.
+torchvision and scikit-learn) and gcdash's pages' modules before the server accepts its first connection, then
+opens the browser when the server answers (unless headless). Those imports are about 3.5 s on a laptop CPU;
+without the hook the first visitor would wait for them.
 """
 
 import contextlib
-import importlib
 from collections.abc import AsyncIterator
 
 import streamlit as st
+
+from gcdash.ui import serve
 
 #: What the first page needs that is slow to import, loaded once when the server starts.
 WARM = ("torch", "pytorch_grad_cam", "gcdash.cams", "gcdash.engine", "gcdash.plots", "gcdash.ui.run")
@@ -18,11 +20,9 @@ WARM = ("torch", "pytorch_grad_cam", "gcdash.cams", "gcdash.engine", "gcdash.plo
 
 @contextlib.asynccontextmanager
 async def warm_up(_app: st.App) -> AsyncIterator[None]:
-    """Import :data:`WARM` before the server opens. Whatever fails here (a missing package, a broken CUDA
-    library) is left for the page, which imports the same modules and shows the error where a person sees it."""
-    for name in WARM:
-        with contextlib.suppress(Exception):
-            importlib.import_module(name)
+    """Import :data:`WARM` before the server opens; open a browser tab once it is up."""
+    serve.warm(WARM)
+    serve.open_when_up(serve.browser_url())
     yield
 
 
