@@ -180,11 +180,8 @@ class ModelEngine:
         the comparisons were computed from, read once (no second pass over the store)."""
         eps, parts = float(eps), []
         for part, batch in self._batches(samples, [eps], [layer], progress, None):
-            size = tuple(batch.x.shape[-2:])
-            clean_keys, adv_keys = self._map_keys(batch, 0.0, layer), self._map_keys(batch, eps, layer)
             self._load_maps(batch, {(0.0, layer): range(len(batch)), (eps, layer): range(len(batch))})
-            clean_map = cams.upsample(np.stack([batch.maps[k] for k in clean_keys]), size)
-            adv_map = cams.upsample(np.stack([batch.maps[k] for k in adv_keys]), size)
+            clean_map, adv_map = self._upsampled(batch, 0.0, layer), self._upsampled(batch, eps, layer)
             adv = batch.x if eps == 0 else self._adversarial(batch, eps, list(range(len(batch))))
             masks = None if batch.masks is None else batch.masks.numpy()
             rows = self._rows(part, batch, [eps], [layer])
@@ -289,6 +286,12 @@ class ModelEngine:
             return True
         return self.keep_maps == "gallery" and map_key.endswith(f":{self.handle.default_layer}")
 
+    def _upsampled(self, batch: Batch, eps: float, layer: str, idx: Sequence[int] | None = None) -> np.ndarray:
+        """The maps of images ``idx`` at (eps, layer) at the input size, as pytorch-grad-cam returns them (the
+        maps must be in ``batch.maps``: see :meth:`_load_maps`)."""
+        map_keys = self._map_keys(batch, eps, layer, idx)
+        return cams.upsample(np.stack([batch.maps[k] for k in map_keys]), tuple(batch.x.shape[-2:]))
+
     def _load_maps(self, batch: Batch, needed: Mapping[Cell, Sequence[int]]) -> None:
         """Make the raw maps of ``needed`` ((eps, layer) → image indices) available in ``batch.maps``: read from
         the store in one pass, and the missing ones computed in one CAM pass per eps (e.g. a new layer)."""
@@ -337,21 +340,36 @@ class ModelEngine:
     def _compute_comparisons(
         self, batch: Batch, missing: dict[tuple, list[int]], wanted: dict[tuple, list[str]]
     ) -> None:
-        size = tuple(batch.x.shape[-2:])
         by_name = {c.name: (c, p) for c, p, _ in self.recorded}
         new: dict[str, float] = {}
+        shown: dict[tuple, torch.Tensor] = {}  # maps at the input size, made once for every comparison and eps
+
+        def upsampled(eps: float, layer: str, idx: list[int]) -> torch.Tensor:
+            if (eps, layer, tuple(idx)) not in shown:
+                maps = torch.from_numpy(self._upsampled(batch, eps, layer, idx))
+                shown[(eps, layer, tuple(idx))] = maps.to(self.handle.device)
+            return shown[(eps, layer, tuple(idx))]
+
         for (name, eps, layer), idx in missing.items():
-            clean_keys, adv_keys = self._map_keys(batch, 0.0, layer, idx), self._map_keys(batch, eps, layer, idx)
-            a = torch.from_numpy(cams.upsample(np.stack([batch.maps[k] for k in clean_keys]), size))
-            b = torch.from_numpy(cams.upsample(np.stack([batch.maps[k] for k in adv_keys]), size))
             comparison, params = by_name[name]
-            values = comparison.raw(a.to(self.handle.device), b.to(self.handle.device), **params)
+            values = comparison.raw(upsampled(0.0, layer, idx), upsampled(eps, layer, idx), **params)
             self._require_finite(f"{name} scores at layer {layer}", values, eps)
             batch.raw[(name, eps, layer)][idx] = values
             new.update({wanted[(name, eps, layer)][i]: float(v) for i, v in zip(idx, values)})
         self.store.put_scalars(new, "comparison", self.handle.owner)
 
-    # -- localisation -------------------------------------------------------------------------------------
+    # -- per-map scores: localisation and faithfulness ----------------------------------------------------
+    def _read_scores(self, wanted: dict[tuple, list[str]], into: dict) -> dict[Cell, list[int]]:
+        """Read the per-map scores ``wanted`` ((score, eps, layer) → keys) into ``into`` (NaN where missing or
+        stored as :data:`NO_SCORE`); return, per (eps, layer), the images whose maps must be scored."""
+        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
+        missing: dict[Cell, set[int]] = {}
+        for (score, eps, layer), ks in wanted.items():
+            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
+            into[(score, eps, layer)] = np.where(values == NO_SCORE, np.nan, values)
+            missing.setdefault((eps, layer), set()).update(i for i, k in enumerate(ks) if k not in found)
+        return {cell: sorted(idx) for cell, idx in missing.items() if idx}
+
     def _localisation_keys(self, batch: Batch, cell: Cell) -> dict[str, list[str]]:
         size = tuple(batch.x.shape[-2:])
         maps = self._map_keys(batch, *cell)
@@ -361,20 +379,13 @@ class ModelEngine:
         """Pointing game and mass inside the object for the map of every image at each (eps, layer): read from
         the store, or computed from the maps (read or made by a CAM pass, never a pass of its own)."""
         wanted = {(score, *cell): ks for cell in cells for score, ks in self._localisation_keys(batch, cell).items()}
-        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
-        missing: dict[Cell, list[int]] = {}
-        for (score, eps, layer), ks in wanted.items():
-            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
-            batch.loc[(score, eps, layer)] = np.where(values == NO_SCORE, np.nan, values)
-            todo = [i for i, k in enumerate(ks) if k not in found]
-            if todo:
-                missing[(eps, layer)] = sorted(set(missing.get((eps, layer), [])) | set(todo))
+        missing = self._read_scores(wanted, batch.loc)
         if not missing:
             return
         self._load_maps(batch, missing)
-        size, new = tuple(batch.x.shape[-2:]), {}
+        new: dict[str, float] = {}
         for (eps, layer), idx in missing.items():
-            maps = cams.upsample(np.stack([batch.maps[k] for k in self._map_keys(batch, eps, layer, idx)]), size)
+            maps = self._upsampled(batch, eps, layer, idx)
             masks = batch.masks[idx]
             for score, measure in LOCALISATION.items():
                 values = measure(torch.from_numpy(maps).to(self.handle.device), masks.to(self.handle.device))
@@ -393,21 +404,14 @@ class ModelEngine:
                                   for k in self._map_keys(batch, eps, layer)]
             for eps, layer in cells for curve in ("deletion", "insertion")
         }  # fmt: skip
-        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
-        missing: dict[Cell, list[int]] = {}
-        for (curve, eps, layer), ks in wanted.items():
-            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
-            batch.faith[(curve, eps, layer)] = np.where(values == NO_SCORE, np.nan, values)
-            todo = [i for i, k in enumerate(ks) if k not in found]
-            if todo:
-                missing[(eps, layer)] = sorted(set(missing.get((eps, layer), [])) | set(todo))
+        missing = self._read_scores(wanted, batch.faith)
         if not missing:
             return
         self._load_maps(batch, missing)
         new: dict[str, float] = {}
         for (eps, layer), idx in missing.items():
             x = batch.x[idx] if eps == 0 else self._adversarial(batch, eps, idx)
-            maps = cams.upsample(np.stack([batch.maps[k] for k in self._map_keys(batch, eps, layer, idx)]), size)
+            maps = self._upsampled(batch, eps, layer, idx)
             targets = torch.from_numpy(self._targets(batch, eps, idx))
             device = self.handle.device
             with self.handle.lock:
