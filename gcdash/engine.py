@@ -32,6 +32,10 @@ from gcdash.targets import TARGETS
 Progress = Callable[[int, str], None]  # (images just finished, what) → None
 ShouldStop = Callable[[], bool]
 Cell = tuple[float, str]  # (eps, layer)
+Upsampled = Callable[[float, list[int]], torch.Tensor]  # (eps, images) → their maps at the input size, on device
+Scores = dict[str, float]  # cache key → score
+#: Where a batch keeps each kind of score: (score, eps, layer) → (N,)
+SCORED_INTO = {"comparison": "raw", "localisation": "loc", "faithfulness": "faith"}
 NO_SCORE = -1.0  # stored for a localisation or faithfulness score that does not exist (an all-zero map): NaN
 #: Which raw maps a pass stores (logits, attack states and every scalar are always stored): ``all``; ``gallery``,
 #: the model's default layer only (what the gallery opens on); ``none``. A map not stored is recomputed by one CAM
@@ -106,6 +110,7 @@ class ModelEngine:
         self.adversary = Adversary(handle, store, attack or AttackConfig(), source)
         self.comparisons = [_comparison(c) for c in comparisons]
         self.recorded = [*self.comparisons, _empty_maps()]  # what is stored per pair: the comparisons, empty maps
+        self._by_name = {c.name: (c, p) for c, p, _ in self.recorded}
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
         self.batch_size = batch_size
@@ -181,7 +186,7 @@ class ModelEngine:
         eps, parts = float(eps), []
         for part, batch in self._batches(samples, [eps], [layer], progress, None):
             self._load_maps(batch, {(0.0, layer): range(len(batch)), (eps, layer): range(len(batch))})
-            clean_map, adv_map = self._upsampled(batch, 0.0, layer), self._upsampled(batch, eps, layer)
+            clean_map, adv_map = (self._upsampled(batch, e, layer).cpu().numpy() for e in (0.0, eps))
             adv = batch.x if eps == 0 else self._adversarial(batch, eps, list(range(len(batch))))
             masks = None if batch.masks is None else batch.masks.numpy()
             rows = self._rows(part, batch, [eps], [layer])
@@ -202,7 +207,12 @@ class ModelEngine:
                 progress(len(part), self.handle.name)
 
     def ensure(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
-        """Make sure every cell of ``samples`` × ``eps_list`` × ``layers`` is in the store; return the batch."""
+        """Make sure every cell of ``samples`` × ``eps_list`` × ``layers`` is in the store (written in one
+        transaction, see :meth:`Store.deferred`); return the batch."""
+        with self.store.deferred():
+            return self._ensure(samples, eps_list, layers)
+
+    def _ensure(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
         x = self.handle.preprocess(samples.images)
         batch = Batch(x, [keys.image_hash(xi) for xi in x], np.asarray(samples.labels))
         batch.variants[0.0] = keys.variants(self.handle.digest, batch.hashes, None, 0.0)
@@ -211,13 +221,10 @@ class ModelEngine:
         for eps in (e for e in eps_list if e > 0):
             batch.variants[eps] = keys.variants(self.handle.digest, batch.hashes, parts, eps)
             self._ensure_logits(batch, eps, layers)
-        self._ensure_comparisons(batch, [(e, layer) for e in eps_list for layer in layers])
         if samples.masks is not None:
             batch.masks = self.handle.preprocess_masks(samples.masks)
             batch.mask_hashes = [keys.mask_hash(m) for m in batch.masks]
-            self._ensure_localisation(batch, sorted({(e, layer) for e in {0.0, *eps_list} for layer in layers}))
-        if self.faithfulness is not None:
-            self._ensure_faithfulness(batch, sorted({(e, layer) for e in {0.0, *eps_list} for layer in layers}))
+        self._ensure_scores(batch, eps_list, layers)
         return batch
 
     # -- CAM passes ---------------------------------------------------------------------------------------
@@ -286,11 +293,13 @@ class ModelEngine:
             return True
         return self.keep_maps == "gallery" and map_key.endswith(f":{self.handle.default_layer}")
 
-    def _upsampled(self, batch: Batch, eps: float, layer: str, idx: Sequence[int] | None = None) -> np.ndarray:
-        """The maps of images ``idx`` at (eps, layer) at the input size, as pytorch-grad-cam returns them (the
-        maps must be in ``batch.maps``: see :meth:`_load_maps`)."""
+    def _upsampled(self, batch: Batch, eps: float, layer: str, idx: Sequence[int] | None = None) -> torch.Tensor:
+        """The maps of images ``idx`` at (eps, layer) at the input size on the model's device, as pytorch-grad-cam
+        returns them (:func:`gcdash.cams.upsample_tensor`); the raw maps must be in ``batch.maps`` (see
+        :meth:`_load_maps`)."""
         map_keys = self._map_keys(batch, eps, layer, idx)
-        return cams.upsample(np.stack([batch.maps[k] for k in map_keys]), tuple(batch.x.shape[-2:]))
+        raw = torch.from_numpy(np.stack([batch.maps[k] for k in map_keys])).to(self.handle.device)
+        return cams.upsample_tensor(raw, tuple(batch.x.shape[-2:]))
 
     def _load_maps(self, batch: Batch, needed: Mapping[Cell, Sequence[int]]) -> None:
         """Make the raw maps of ``needed`` ((eps, layer) → image indices) available in ``batch.maps``: read from
@@ -309,6 +318,73 @@ class ModelEngine:
             layers = sorted(set().union(*todo.values()), key=order)
             self._pass(batch, eps, idx, layers, [int(t) for t in self._targets(batch, eps, idx)])
 
+    # -- scores: comparisons of map pairs, localisation and faithfulness of single maps ----------------------
+    def _ensure_scores(self, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> None:
+        """Every score of the batch's cells (comparisons of each clean/attacked pair; localisation and
+        faithfulness of each map), read from the store; the missing ones computed layer by layer from maps
+        upsampled once on the model's device, shared by every score of that layer and then dropped (a few
+        (N, H, W) tensors at a time however many layers), and stored in one write per kind."""
+        wanted = self._score_keys(batch, eps_list, layers)
+        todo = {kind: self._read_scores(ks, getattr(batch, SCORED_INTO[kind])) for kind, ks in wanted.items()}
+        todo = {kind: per if kind == "comparison" else self._by_cell(per) for kind, per in todo.items()}
+        if not any(todo.values()):
+            return
+        self._load_maps(batch, _maps_needed(todo))
+        new: dict[str, dict[str, float]] = {kind: {} for kind in todo}
+        for layer in layers:
+            self._score_layer(batch, layer, todo, wanted, new)
+        for kind, values in new.items():
+            if values:
+                self.store.put_scalars(values, kind, self.handle.owner)
+
+    def _score_keys(self, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> dict[str, dict]:
+        """kind → (score, eps, layer) → the key of each image: comparisons at every eps (pairs), localisation
+        (where the images have masks) and faithfulness (when asked for) of every map, the clean ones included."""
+        pairs = [(e, layer) for e in eps_list for layer in layers]
+        singles = sorted({(e, layer) for e in {0.0, *eps_list} for layer in layers})
+        wanted = {"comparison": self._comparison_keys(batch, pairs)}
+        if batch.masks is not None:
+            wanted["localisation"] = self._localisation_keys(batch, singles)
+        if self.faithfulness is not None:
+            wanted["faithfulness"] = self._faithfulness_keys(batch, singles)
+        return wanted
+
+    def _score_layer(self, batch: Batch, layer: str, todo: dict, wanted: dict, new: dict) -> None:
+        """Compute the scores ``todo`` of one layer (kind → (…, eps, layer) → images) into ``new``."""
+        shown: dict[tuple, torch.Tensor] = {}  # this layer's maps at the input size, each made once
+
+        def upsampled(eps: float, idx: list[int]) -> torch.Tensor:
+            if (eps, tuple(idx)) not in shown:
+                shown[(eps, tuple(idx))] = self._upsampled(batch, eps, layer, idx)
+            return shown[(eps, tuple(idx))]
+
+        scorers = {"comparison": self._compare, "localisation": self._localise, "faithfulness": self._faithfulness}
+        for kind, per in todo.items():
+            for what, idx in per.items():
+                if what[-1] == layer:
+                    new[kind].update(scorers[kind](batch, what, idx, upsampled, wanted[kind]))
+
+    def _read_scores(self, wanted: dict[tuple, list[str]], into: dict) -> dict[tuple, list[int]]:
+        """Read the scores ``wanted`` (what → keys) into ``into`` (NaN where missing or stored as
+        :data:`NO_SCORE`); return, per what, the images whose score must be computed."""
+        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
+        missing = {}
+        for what, ks in wanted.items():
+            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
+            into[what] = np.where(values == NO_SCORE, np.nan, values)
+            idx = [i for i, k in enumerate(ks) if k not in found]
+            if idx:
+                missing[what] = idx
+        return missing
+
+    @staticmethod
+    def _by_cell(missing: dict[tuple, list[int]]) -> dict[Cell, list[int]]:
+        """(score, eps, layer) → images, as (eps, layer) → the images any score of that map still needs."""
+        out: dict[Cell, set[int]] = {}
+        for (_, eps, layer), idx in missing.items():
+            out.setdefault((eps, layer), set()).update(idx)
+        return {cell: sorted(idx) for cell, idx in out.items()}
+
     # -- comparisons --------------------------------------------------------------------------------------
     def _pair_keys(self, batch: Batch, cell: Cell) -> dict[str, list[str]]:
         """The pair keys of one (eps, layer) cell, per recorded comparison (map keys computed once)."""
@@ -317,117 +393,72 @@ class ModelEngine:
         maps = list(zip(self._map_keys(batch, 0.0, layer), self._map_keys(batch, eps, layer)))
         return {c.name: [keys.pair(a, b, size, digest) for a, b in maps] for c, _, digest in self.recorded}
 
-    def _ensure_comparisons(self, batch: Batch, cells: Sequence[Cell]) -> None:
-        """Read every comparison of ``cells`` from the store; compute the missing ones from the maps."""
-        wanted = {(name, *cell): ks for cell in cells for name, ks in self._pair_keys(batch, cell).items()}
-        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
-        missing: dict[tuple, list[int]] = {}
-        for what, pair_keys in wanted.items():
-            values = np.array([found.get(k, np.nan) for k in pair_keys], dtype=np.float64)
-            batch.raw[what] = values
-            todo = [i for i, k in enumerate(pair_keys) if k not in found]
-            if todo:
-                missing[what] = todo
-        if not missing:
-            return
-        needed: dict[Cell, set[int]] = {}
-        for (_, eps, layer), idx in missing.items():
-            needed.setdefault((0.0, layer), set()).update(idx)
-            needed.setdefault((eps, layer), set()).update(idx)
-        self._load_maps(batch, {cell: sorted(idx) for cell, idx in needed.items()})
-        self._compute_comparisons(batch, missing, wanted)
+    def _comparison_keys(self, batch: Batch, cells: Sequence[Cell]) -> dict[tuple, list[str]]:
+        """(comparison, eps, layer) → the pair key of each image."""
+        return {(name, *cell): ks for cell in cells for name, ks in self._pair_keys(batch, cell).items()}
 
-    def _compute_comparisons(
-        self, batch: Batch, missing: dict[tuple, list[int]], wanted: dict[tuple, list[str]]
-    ) -> None:
-        by_name = {c.name: (c, p) for c, p, _ in self.recorded}
-        new: dict[str, float] = {}
-        shown: dict[tuple, torch.Tensor] = {}  # maps at the input size, made once for every comparison and eps
+    def _compare(self, batch: Batch, what: tuple, idx: list[int], upsampled: Upsampled, wanted: dict) -> Scores:
+        name, eps, layer = what
+        comparison, params = self._by_name[name]
+        values = comparison.raw(upsampled(0.0, idx), upsampled(eps, idx), **params)
+        self._require_finite(f"{name} scores at layer {layer}", values, eps)
+        batch.raw[what][idx] = values
+        return {wanted[what][i]: float(v) for i, v in zip(idx, values)}
 
-        def upsampled(eps: float, layer: str, idx: list[int]) -> torch.Tensor:
-            if (eps, layer, tuple(idx)) not in shown:
-                maps = torch.from_numpy(self._upsampled(batch, eps, layer, idx))
-                shown[(eps, layer, tuple(idx))] = maps.to(self.handle.device)
-            return shown[(eps, layer, tuple(idx))]
-
-        for (name, eps, layer), idx in missing.items():
-            comparison, params = by_name[name]
-            values = comparison.raw(upsampled(0.0, layer, idx), upsampled(eps, layer, idx), **params)
-            self._require_finite(f"{name} scores at layer {layer}", values, eps)
-            batch.raw[(name, eps, layer)][idx] = values
-            new.update({wanted[(name, eps, layer)][i]: float(v) for i, v in zip(idx, values)})
-        self.store.put_scalars(new, "comparison", self.handle.owner)
-
-    # -- per-map scores: localisation and faithfulness ----------------------------------------------------
-    def _read_scores(self, wanted: dict[tuple, list[str]], into: dict) -> dict[Cell, list[int]]:
-        """Read the per-map scores ``wanted`` ((score, eps, layer) → keys) into ``into`` (NaN where missing or
-        stored as :data:`NO_SCORE`); return, per (eps, layer), the images whose maps must be scored."""
-        found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
-        missing: dict[Cell, set[int]] = {}
-        for (score, eps, layer), ks in wanted.items():
-            values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
-            into[(score, eps, layer)] = np.where(values == NO_SCORE, np.nan, values)
-            missing.setdefault((eps, layer), set()).update(i for i, k in enumerate(ks) if k not in found)
-        return {cell: sorted(idx) for cell, idx in missing.items() if idx}
-
-    def _localisation_keys(self, batch: Batch, cell: Cell) -> dict[str, list[str]]:
+    # -- localisation -------------------------------------------------------------------------------------
+    def _localisation_keys(self, batch: Batch, cells: Sequence[Cell]) -> dict[tuple, list[str]]:
+        """(score, eps, layer) → the key of each image's pointing-game hit or mass inside its object mask: scores
+        of the maps (read or made by a CAM pass), never a pass of their own."""
         size = tuple(batch.x.shape[-2:])
-        maps = self._map_keys(batch, *cell)
-        return {s: [keys.localisation(k, h, size, s) for k, h in zip(maps, batch.mask_hashes)] for s in LOCALISATION}
+        out = {}
+        for cell in cells:
+            maps = self._map_keys(batch, *cell)
+            for s in LOCALISATION:
+                out[(s, *cell)] = [keys.localisation(k, h, size, s) for k, h in zip(maps, batch.mask_hashes)]
+        return out
 
-    def _ensure_localisation(self, batch: Batch, cells: Sequence[Cell]) -> None:
-        """Pointing game and mass inside the object for the map of every image at each (eps, layer): read from
-        the store, or computed from the maps (read or made by a CAM pass, never a pass of its own)."""
-        wanted = {(score, *cell): ks for cell in cells for score, ks in self._localisation_keys(batch, cell).items()}
-        missing = self._read_scores(wanted, batch.loc)
-        if not missing:
-            return
-        self._load_maps(batch, missing)
-        new: dict[str, float] = {}
-        for (eps, layer), idx in missing.items():
-            maps = self._upsampled(batch, eps, layer, idx)
-            masks = batch.masks[idx]
-            for score, measure in LOCALISATION.items():
-                values = measure(torch.from_numpy(maps).to(self.handle.device), masks.to(self.handle.device))
-                batch.loc[(score, eps, layer)][idx] = values
-                ks = wanted[(score, eps, layer)]
-                new.update({ks[i]: float(v) if np.isfinite(v) else NO_SCORE for i, v in zip(idx, values)})
-        self.store.put_scalars(new, "localisation", self.handle.owner)
+    def _localise(self, batch: Batch, cell: Cell, idx: list[int], upsampled: Upsampled, wanted: dict) -> Scores:
+        eps, layer = cell
+        maps = upsampled(eps, idx)
+        masks = batch.masks[idx].to(self.handle.device)
+        new = {}
+        for score, measure in LOCALISATION.items():
+            values = measure(maps, masks)
+            batch.loc[(score, eps, layer)][idx] = values
+            ks = wanted[(score, eps, layer)]
+            new.update({ks[i]: float(v) if np.isfinite(v) else NO_SCORE for i, v in zip(idx, values)})
+        return new
 
     # -- faithfulness -------------------------------------------------------------------------------------
-    def _ensure_faithfulness(self, batch: Batch, cells: Sequence[Cell]) -> None:
-        """Deletion and insertion areas of the map of every image at each (eps, layer), on the image it explains
-        (the clean map on the clean image, the attacked map on the attacked one): read, or computed in batches."""
+    def _faithfulness_keys(self, batch: Batch, cells: Sequence[Cell]) -> dict[tuple, list[str]]:
+        """(curve, eps, layer) → the key of each image's deletion or insertion area of its map, on the image it
+        explains (the clean map on the clean image, the attacked map on the attacked one)."""
         size = tuple(batch.x.shape[-2:])
-        wanted = {
+        return {
             (curve, eps, layer): [keys.faithfulness(k, size, self.faith_key, curve)
                                   for k in self._map_keys(batch, eps, layer)]
             for eps, layer in cells for curve in ("deletion", "insertion")
         }  # fmt: skip
-        missing = self._read_scores(wanted, batch.faith)
-        if not missing:
-            return
-        self._load_maps(batch, missing)
-        new: dict[str, float] = {}
-        for (eps, layer), idx in missing.items():
-            x = batch.x[idx] if eps == 0 else self._adversarial(batch, eps, idx)
-            maps = self._upsampled(batch, eps, layer, idx)
-            targets = torch.from_numpy(self._targets(batch, eps, idx))
-            device = self.handle.device
-            with self.handle.lock:
-                found_curves = faith.curves(
-                    self.handle.net, x.to(device), torch.from_numpy(maps).to(device), targets, self.faithfulness
-                )
-            self.faith_passes += len(idx) * self.faithfulness.passes
-            empty = maps.reshape(len(maps), -1).max(axis=1) <= 0  # no ranking of pixels: no curve to speak of
-            for curve, values in found_curves.items():
-                areas = faith.auc(values).double().cpu().numpy()
-                self._require_finite(f"{curve} areas at layer {layer}", areas, eps)
-                areas[empty] = np.nan
-                batch.faith[(curve, eps, layer)][idx] = areas
-                ks = wanted[(curve, eps, layer)]
-                new.update({ks[i]: NO_SCORE if np.isnan(v) else float(v) for i, v in zip(idx, areas)})
-        self.store.put_scalars(new, "faithfulness", self.handle.owner)
+
+    def _faithfulness(self, batch: Batch, cell: Cell, idx: list[int], upsampled: Upsampled, wanted: dict) -> Scores:
+        eps, layer = cell
+        maps = upsampled(eps, idx)
+        x = batch.x[idx] if eps == 0 else self._adversarial(batch, eps, idx)
+        targets = torch.from_numpy(self._targets(batch, eps, idx))
+        device = self.handle.device
+        with self.handle.lock:
+            found_curves = faith.curves(self.handle.net, x.to(device), maps, targets, self.faithfulness)
+        self.faith_passes += len(idx) * self.faithfulness.passes
+        empty = (maps.flatten(1).amax(1) <= 0).cpu().numpy()  # no ranking of pixels: no curve to speak of
+        new = {}
+        for curve, values in found_curves.items():
+            areas = faith.auc(values).double().cpu().numpy()
+            self._require_finite(f"{curve} areas at layer {layer}", areas, eps)
+            areas[empty] = np.nan
+            batch.faith[(curve, eps, layer)][idx] = areas
+            ks = wanted[(curve, eps, layer)]
+            new.update({ks[i]: NO_SCORE if np.isnan(v) else float(v) for i, v in zip(idx, areas)})
+        return new
 
     def _require_finite(self, what: str, values: np.ndarray, eps: float) -> None:
         """Refuse NaN and infinity with one line naming the model, before anything of the batch is stored."""
@@ -484,6 +515,18 @@ def canonical_order(table: pd.DataFrame, group: str | None = None) -> pd.DataFra
 
     keys = [groups.to_numpy(), first_seen("layer"), table["eps"].to_numpy(), first_seen("image_id")]
     return table.iloc[np.lexsort(keys[::-1])].reset_index(drop=True)
+
+
+def _maps_needed(todo: dict[str, dict[tuple, list[int]]]) -> dict[Cell, list[int]]:
+    """The maps the scores ``todo`` read: both maps of each pair compared, the map itself for the others."""
+    needed: dict[Cell, set[int]] = {}
+    for kind, per in todo.items():
+        for what, idx in per.items():
+            eps, layer = what[-2:]
+            cells = [(0.0, layer), (eps, layer)] if kind == "comparison" else [(eps, layer)]
+            for cell in cells:
+                needed.setdefault(cell, set()).update(idx)
+    return {cell: sorted(idx) for cell, idx in needed.items()}
 
 
 def _empty_maps() -> tuple[metrics.Comparison, dict, str]:

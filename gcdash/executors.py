@@ -14,8 +14,9 @@ find: the numbers are the same, only the work is not saved.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ class BufferedStore:
     def put_scalars(self, items: Mapping[str, float], kind: str, model: str = "") -> None:
         self.scalars.update({k: (float(v), kind, model) for k, v in items.items()})
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Every write already waits in the buffer for :meth:`drain` (the store's one-transaction block)."""
+        yield
+
     def drain(self) -> tuple[dict, dict]:
         """Everything written since the last drain, emptied from the buffer."""
         out = (self.arrays, self.scalars)
@@ -77,13 +83,15 @@ class BufferedStore:
 
 
 def store_writes(store: Store, arrays: Mapping[str, tuple], scalars: Mapping[str, tuple]) -> None:
-    """Write a worker's buffered entries into ``store``, grouped by (kind, model) as the engine wrote them."""
-    for items, put in ((arrays, store.put_arrays), (scalars, store.put_scalars)):
-        groups: dict[tuple[str, str], dict] = {}
-        for key, (value, kind, model) in items.items():
-            groups.setdefault((kind, model), {})[key] = value
-        for (kind, model), values in groups.items():
-            put(values, kind, model)
+    """Write a worker's buffered entries into ``store`` in one transaction, grouped by (kind, model) as the engine
+    wrote them."""
+    with store.deferred():
+        for items, put in ((arrays, store.put_arrays), (scalars, store.put_scalars)):
+            groups: dict[tuple[str, str], dict] = {}
+            for key, (value, kind, model) in items.items():
+                groups.setdefault((kind, model), {})[key] = value
+            for (kind, model), values in groups.items():
+                put(values, kind, model)
 
 
 class CellWorker:

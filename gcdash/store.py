@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -23,7 +24,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, created REAL, config TEXT
                                  blob BLOB);
 """
 _CHUNK = 500  # keys per SELECT ... IN (...)
+_PUT_ARRAY = "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?, ?)"
+_PUT_SCALAR = "INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?, ?)"
 
 
 def default_root() -> Path:
@@ -126,6 +129,30 @@ class Store:
             return not (os.access(self.path, os.W_OK) and os.access(self.root, os.W_OK))
         return self.root.is_dir() and not os.access(self.root, os.W_OK)
 
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Hold this thread's writes of arrays and scalars and make them in one transaction when the block ends
+        (one commit per batch of cells, not one per kind of value); reads in the block see them. What was held is
+        written even when the block fails, so finished work is never lost. Nested blocks join the outer one."""
+        if getattr(self._local, "held", None) is not None:
+            yield
+            return
+        self._local.held = {"arrays": {}, "scalars": {}}
+        try:
+            yield
+        finally:
+            held, self._local.held = self._local.held, None
+            self._write_many(
+                [
+                    (_PUT_ARRAY, [row for row, _ in held["arrays"].values()]),
+                    (_PUT_SCALAR, list(held["scalars"].values())),
+                ]
+            )
+
+    def _held(self, kind: str) -> dict | None:
+        held = getattr(self._local, "held", None)
+        return None if held is None else held[kind]
+
     def check(self) -> None:
         """Open the cache now, so that a bad location is one clear error before any work."""
         self._run(lambda conn: conn.execute("SELECT 1").fetchall())
@@ -203,8 +230,10 @@ class Store:
     def get_arrays(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """The stored arrays among ``keys``; missing and damaged entries are simply absent (damaged ones are
         deleted, so the next write replaces them)."""
-        rows = self._select("SELECT key, crc, blob FROM arrays WHERE key IN ({})", keys)
-        found, damaged = {}, []
+        held = self._held("arrays") or {}
+        found = {k: held[k][1] for k in keys if k in held}
+        rows = self._select("SELECT key, crc, blob FROM arrays WHERE key IN ({})", [k for k in keys if k not in found])
+        damaged = []
         for key, crc, blob in rows:
             try:
                 if zlib.crc32(blob) != crc:
@@ -219,17 +248,23 @@ class Store:
     def put_arrays(self, items: Mapping[str, np.ndarray], kind: str, model: str = "") -> None:
         check_finite(kind, items.values())
         now = time.time()
+        held = self._held("arrays")
         rows = []
         for key, array in items.items():
             blob = encode(array)
             rows.append((key, kind, model, len(blob), zlib.crc32(blob), now, blob))
-        self._write("INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            if held is not None:
+                held[key] = (rows[-1], array)
+        if held is None:
+            self._write(_PUT_ARRAY, rows)
 
     # -- scalars ------------------------------------------------------------------------------------------
     def get_scalars(self, keys: Sequence[str]) -> dict[str, float]:
         """The stored scalars among ``keys``; a value whose CRC does not match (or is NULL) is deleted, a miss."""
-        found, damaged = {}, []
-        for key, value, crc in self._select("SELECT key, value, crc FROM scalars WHERE key IN ({})", keys):
+        held = self._held("scalars") or {}
+        found, damaged = {k: held[k][3] for k in keys if k in held}, []
+        query = "SELECT key, value, crc FROM scalars WHERE key IN ({})"
+        for key, value, crc in self._select(query, [k for k in keys if k not in found]):
             if isinstance(value, float) and scalar_crc(key, value) == crc:
                 found[key] = value
             else:
@@ -241,7 +276,11 @@ class Store:
     def put_scalars(self, items: Mapping[str, float], kind: str, model: str = "") -> None:
         check_finite(kind, items.values())
         rows = [(k, kind, model, float(v), scalar_crc(k, float(v))) for k, v in items.items()]
-        self._write("INSERT OR REPLACE INTO scalars VALUES (?, ?, ?, ?, ?)", rows)
+        held = self._held("scalars")
+        if held is None:
+            self._write(_PUT_SCALAR, rows)
+        else:
+            held.update((row[0], row) for row in rows)
 
     # -- runs ---------------------------------------------------------------------------------------------
     def put_run(self, key: str, config: Mapping, table_bytes: bytes, n_rows: int, nbytes: int) -> None:
@@ -294,13 +333,18 @@ class Store:
         return self._run(fetch) if keys else []
 
     def _write(self, statement: str, rows: Iterable[tuple]) -> None:
-        rows = list(rows)
-        if not rows:
+        self._write_many([(statement, list(rows))])
+
+    def _write_many(self, writes: Sequence[tuple[str, list[tuple]]]) -> None:
+        """Several (statement, rows) in one transaction: all rows or none."""
+        writes = [(statement, rows) for statement, rows in writes if rows]
+        if not writes:
             return
 
         def write(conn: sqlite3.Connection) -> None:
-            with conn:  # one transaction: all rows or none
-                conn.executemany(statement, rows)
+            with conn:
+                for statement, rows in writes:
+                    conn.executemany(statement, rows)
 
         self._run(write)
 

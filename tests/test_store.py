@@ -81,3 +81,19 @@ def test_usage_and_clear(store):
     assert store.runs()[0]["config"] == {"x": 1}
     store.clear()
     assert store.get_arrays(["a"]) == {} and store.get_scalars(["s"]) == {} and store.runs() == []
+
+
+def test_deferred_writes_are_seen_inside_land_together_and_survive_a_failure(tmp_path):
+    store, other = Store(tmp_path), Store(tmp_path)  # two connections to one cache
+    with store.deferred():
+        store.put_arrays({"a": np.arange(3.0)}, "map")
+        store.put_scalars({"s": 0.5}, "comparison")
+        np.testing.assert_array_equal(store.get_arrays(["a", "b"])["a"], np.arange(3.0))
+        assert store.get_scalars(["s"]) == {"s": 0.5}
+        assert other.get_arrays(["a"]) == {} and other.get_scalars(["s"]) == {}  # nothing committed yet
+    assert set(other.get_arrays(["a"])) == {"a"} and other.get_scalars(["s"]) == {"s": 0.5}
+
+    with pytest.raises(RuntimeError), store.deferred():
+        store.put_scalars({"t": 0.25}, "comparison")
+        raise RuntimeError("a batch fails after some of its cells were made")
+    assert other.get_scalars(["t"]) == {"t": 0.25}  # finished work is kept

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gcdash.cams.base import CamMethod, CamPass, LibraryCam, upsample
+from gcdash.cams.base import CamMethod, CamPass, LibraryCam, upsample, upsample_tensor
 from gcdash.cams.integrated import IntegratedGradCam
 from gcdash.cams.library import LIBRARY_METHODS
 from gcdash.cams.smooth import SmoothGradCamPlusPlus
@@ -67,4 +67,16 @@ def compute(
     return {name: upsample(raw, size) for name, raw in result.maps.items()}
 
 
-__all__ = ["METHODS", "CamMethod", "CamPass", "LibraryCam", "compute", "explain", "get", "names", "tap", "upsample"]
+__all__ = [
+    "METHODS",
+    "CamMethod",
+    "CamPass",
+    "LibraryCam",
+    "compute",
+    "explain",
+    "get",
+    "names",
+    "tap",
+    "upsample",
+    "upsample_tensor",
+]

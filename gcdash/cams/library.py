@@ -26,6 +26,9 @@ class GradCam(LibraryCam):
     name, label, paper = "gradcam", "Grad-CAM", "Selvaraju et al., ICCV 2017"
     cam_class = GradCAM
 
+    def device_image(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        return torch.einsum("nk,nkhw->nhw", grads.mean(dim=(2, 3)), acts)
+
 
 class CounterfactualGradCAM(GradCAM):
     """Counterfactual Grad-CAM (Selvaraju et al., ICCV 2017): Grad-CAM with the gradient negated,
@@ -48,6 +51,9 @@ class GradCamCounterfactual(LibraryCam):
     name, label, paper = "gradcam-cf", "Counterfactual Grad-CAM", "Selvaraju et al., ICCV 2017"
     cam_class = CounterfactualGradCAM
 
+    def device_image(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        return torch.einsum("nk,nkhw->nhw", -grads.mean(dim=(2, 3)), acts)
+
 
 class GradCamPlusPlus(LibraryCam):
     """Grad-CAM++ (Chattopadhyay et al., WACV 2018): ``α = g² / (2g² + Σ_ab A·g³)`` (0 where g = 0),
@@ -56,12 +62,22 @@ class GradCamPlusPlus(LibraryCam):
     name, label, paper = "gradcampp", "Grad-CAM++", "Chattopadhyay et al., WACV 2018"
     cam_class = GradCAMPlusPlus
 
+    def device_image(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        g2 = grads.square()
+        total = acts.sum(dim=(2, 3), keepdim=True)
+        alpha = torch.where(grads != 0, g2 / (2 * g2 + total * g2 * grads + 1e-6), 0.0)  # the library's eps
+        return torch.einsum("nk,nkhw->nhw", (grads.clamp(min=0) * alpha).sum(dim=(2, 3)), acts)
+
 
 class XGradCam(LibraryCam):
     """XGrad-CAM (Fu et al., BMVC 2020): ``w_k = Σ_ij (A_k(i,j) / Σ_ab A_k(a,b))·g_k(i,j)``."""
 
     name, label, paper = "xgradcam", "XGrad-CAM", "Fu et al., BMVC 2020"
     cam_class = XGradCAM
+
+    def device_image(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        weights = (grads * acts / (acts.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3))  # the library's eps
+        return torch.einsum("nk,nkhw->nhw", weights, acts)
 
 
 class HiResCam(LibraryCam):
@@ -70,12 +86,18 @@ class HiResCam(LibraryCam):
     name, label, paper = "hirescam", "HiResCAM", "Draelos & Carin, arXiv 2020"
     cam_class = HiResCAM
 
+    def device_image(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        return (grads * acts).sum(dim=1)
+
 
 class LayerCam(LibraryCam):
     """LayerCAM (Jiang et al., TIP 2021): ``L = ReLU(Σ_k ReLU(g_k) ⊙ A_k)``."""
 
     name, label, paper = "layercam", "LayerCAM", "Jiang et al., IEEE TIP 2021"
     cam_class = LayerCAM
+
+    def device_image(self, acts: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
+        return (grads.clamp(min=0) * acts).sum(dim=1)
 
 
 def first_component(activations: np.ndarray) -> np.ndarray:

@@ -24,6 +24,14 @@ def test_ssim_equals_skimage_on_random_pairs():
     np.testing.assert_allclose(metrics.ssim(a, b), ref, atol=1e-5, rtol=0)
 
 
+def test_ssim_at_the_input_size_spans_several_chunks_and_equals_skimage():
+    a, b = (m.astype(np.float64) for m in _pairs(11, seed=6, shape=(224, 224)))  # skimage in float64 too
+    step = structural._CHUNK_PIXELS // (224 * 224)
+    assert 1 <= step < len(a)  # the pairs run in more than one chunk
+    ref = np.array([structural_similarity(x, y, data_range=1.0) for x, y in zip(a, b)])
+    np.testing.assert_allclose(metrics.ssim(a, b), ref, atol=1e-12, rtol=0)
+
+
 def test_gaussian_ssim_equals_skimage_gaussian():
     a, b = _pairs(30, seed=1)
     ref = [

@@ -1,0 +1,127 @@
+"""Pipeline efficiency: how much of a sweep's time is the model's own forward and backward passes.
+
+``efficiency = (attack passes × t_attack + CAM passes × t_cam) ÷ sweep time``, where, measured in the same process
+on the same batches:
+
+- ``t_attack``: one bare forward + backward to the input per image (``loss_gradient``, FGSM's pass);
+- ``t_cam``: one bare forward + backward to the sweep's layers per image (:func:`gcdash.cams.taps.tap`: the
+  least a gradient CAM pass must do; at a deep layer it is cheaper than a backward to the input, so counting it
+  as a full pass would flatter the pipeline);
+- the sweep: ``pipeline.sweep`` on a cold cache, FGSM at 5 eps, Grad-CAM, NISSIM, rows streamed to Parquet parts
+  (the full-scale path), localisation included where the images have masks (the demo's do).
+
+1.0 means nothing but the model's passes; the rest of the sweep (CAM maths, upsampling, comparisons, keys,
+store, Parquet) is ``1 − efficiency``. Each layer alone, then every layer in one sweep. Prints the passes' share
+of what they would cost if every pass were a full forward + backward to the input too (``full-pass ratio``).
+
+Run alone (nothing else on the CPU): ``python bench/bench_efficiency.py [--models demo-resnet,resnet50]
+[--n 64] [--device cpu|cuda]``. resnet50 runs with random weights (no download) on demo images resized to 224².
+Not part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("GCDASH_OFFLINE", "1")
+
+from gcdash import data, models, pipeline
+from gcdash.attacks.base import loss_gradient
+from gcdash.cams.taps import tap
+from gcdash.config import DataConfig, ModelSpec, SweepConfig
+from gcdash.store import Store
+
+EPS = tuple(e / 255 for e in (1, 2, 4, 8, 16))
+BATCH = 32
+
+
+def per_image(fn, x: torch.Tensor, repeats: int = 2) -> float:
+    """Seconds per image of ``fn`` over ``x`` in batches of :data:`BATCH` (best of ``repeats`` after a warm-up)."""
+
+    def once() -> float:
+        start = time.perf_counter()
+        for i in range(0, len(x), BATCH):
+            fn(x[i : i + BATCH])
+        if x.is_cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    once()
+    return min(once() for _ in range(repeats)) / len(x)
+
+
+def measure(handle, samples, layers: list[str], device: str) -> dict:
+    """One cold sweep of ``layers`` and the bare passes it is made of."""
+    x = handle.preprocess(samples.images).to(device)
+    modules = {name: handle.layers[name] for name in layers}
+    t_attack = per_image(lambda b: loss_gradient(handle.net, b, torch.zeros(len(b), dtype=torch.long)), x)
+    t_cam = per_image(lambda b: tap(handle.net, b, modules), x)
+    config = SweepConfig(
+        models=(ModelSpec(handle.name),), data=DataConfig("demo", len(samples), 0), eps=(0.0, *EPS), layers=layers
+    )
+    with tempfile.TemporaryDirectory() as root:
+        store = Store(Path(root) / "cache")
+        parts = pipeline.Parts(Path(root) / "out")
+        start = time.perf_counter()
+        result = pipeline.sweep(
+            config, store, device=device, batch_size=BATCH, handles={handle.name: handle}, samples=samples, parts=parts
+        )
+        seconds = time.perf_counter() - start
+        store.close()
+    n = len(samples)
+    attack_passes = n  # FGSM: one gradient per image for every eps
+    cam_passes = result.passes[handle.name] - attack_passes
+    model_time = attack_passes * t_attack + cam_passes * t_cam
+    return {
+        "passes": result.passes[handle.name],
+        "t_attack": t_attack,
+        "t_cam": t_cam,
+        "sweep": seconds,
+        "efficiency": model_time / seconds,
+        "full": result.passes[handle.name] * t_attack / seconds,
+    }
+
+
+def run(model: str, n: int, device: str) -> None:
+    weights = "default" if model.startswith("demo-") else None
+    handle = models.load(model, weights).to(device)
+    samples = data.load("demo", n=n, seed=3)
+    threads = torch.get_num_threads()
+    print(f"[{model}] {n} demo images, FGSM × {len(EPS)} eps, Grad-CAM, cold cache, batch {BATCH}", end="")
+    print(f" ({device}, {threads} threads)")
+    heads = ("passes", "attack ms", "cam ms", "sweep s", "efficiency", "full-pass ratio")
+    print(f"  {'layer':<12s} " + " ".join(f"{h:>{max(6, len(h))}s}" for h in heads))
+    rows = [(layer, measure(handle, samples, [layer], device)) for layer in handle.layers]
+    rows.append(("(all)", measure(handle, samples, list(handle.layers), device)))
+    for layer, r in rows:
+        print(
+            f"  {layer:<12s} {r['passes']:6d} {1000 * r['t_attack']:9.2f} {1000 * r['t_cam']:6.2f} "
+            f"{r['sweep']:7.2f} {r['efficiency']:10.3f} {r['full']:15.3f}"
+        )
+    single = [r["efficiency"] for layer, r in rows[:-1]]
+    every = rows[-1][1]["efficiency"]
+    print(f"  each layer alone: efficiency {min(single):.3f}–{max(single):.3f}; every layer in one sweep: {every:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="demo-resnet,resnet50")
+    parser.add_argument("--n", type=int, default=64, help="demo images per sweep (resnet50 uses at most 8)")
+    parser.add_argument("--device", default=pipeline.default_device())
+    args = parser.parse_args()
+    device = pipeline.resolve_device(args.device)
+    torch.manual_seed(0)
+    for model in args.models.split(","):
+        run(model, args.n if model.startswith("demo-") else min(args.n, 8), device)
+
+
+if __name__ == "__main__":
+    main()
