@@ -252,7 +252,7 @@ def _sweep_one(args, config, store, device, handles, samples, parts, progress):
         )  # fmt: skip
         result = pipeline.SweepResult(config, table, passes)
         if not store.read_only:
-            pipeline.save_run(store, result)  # listed on the Runs page, as a local sweep is
+            pipeline.save_run(store, result, table_at=parts.path)  # listed on the Runs page, as a local sweep is
         return result
     return pipeline.sweep(
         config, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,

@@ -177,14 +177,16 @@ class ModelEngine:
         disk: nothing of earlier batches is kept)."""
         names = self.handle.resolve_layers(layers)
         eps_list = sorted({float(e) for e in eps})
-        for part, batch in self._batches(samples, eps_list, names, progress, should_stop):
-            yield self._rows(part, batch, eps_list, names)
+        settings = self._settings(eps_list, names)
+        for part in self._parts(samples, progress, should_stop):
+            yield self._part_rows(part, eps_list, names, settings)
 
     def gallery(self, samples: Samples, eps: float, layer: str, progress: Progress | None = None) -> Views:
         """Clean and attacked images and maps at the input resolution with their rows, for the gallery: the maps
         the comparisons were computed from, read once (no second pass over the store)."""
         eps, parts = float(eps), []
-        for part, batch in self._batches(samples, [eps], [layer], progress, None):
+        for part in self._parts(samples, progress, None):
+            batch = self.ensure(part, [eps], [layer])
             self._load_maps(batch, {(0.0, layer): range(len(batch)), (eps, layer): range(len(batch))})
             clean_map, adv_map = (self._upsampled(batch, e, layer).cpu().numpy() for e in (0.0, eps))
             adv = batch.x if eps == 0 else self._adversarial(batch, eps, list(range(len(batch))))
@@ -197,33 +199,64 @@ class ModelEngine:
         return Views(*arrays, pd.concat(rows, ignore_index=True), masks)
 
     # -- batches ------------------------------------------------------------------------------------------
-    def _batches(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str], progress, should_stop):
+    def _parts(self, samples: Samples, progress: Progress | None, should_stop: ShouldStop | None) -> Iterator[Samples]:
+        """The samples in batches of ``batch_size``, with progress after each and a cancel check before each."""
         for start in range(0, len(samples), self.batch_size):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped after {start} of {len(samples)} images of {self.handle.name}")
             part = samples.subset(range(start, min(start + self.batch_size, len(samples))))
-            yield part, self.ensure(part, eps_list, layers)
+            yield part
             if progress is not None:
                 progress(len(part), self.handle.name)
+
+    def _settings(self, eps_list: Sequence[float], layers: Sequence[str]) -> str:
+        """What a batch's rows depend on besides its images: the digest in :func:`gcdash.keys.rows`."""
+        attack = self.adversary
+        crafter = attack.source.digest if attack.source is not None else "self"
+        compared = [digest for _, _, digest in self.recorded]
+        return keys.short(
+            [self.method_key, self.policy.name, attack.key, crafter, compared, self.faith_key, list(eps_list),
+             list(layers)]
+        )  # fmt: skip
+
+    def _part_rows(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str], settings: str):
+        """One batch's rows: read whole when the same batch was finished before (one read for the batch, not one
+        per cell), else made from its cells (:meth:`ensure`) and stored whole too."""
+        batch = self._start(samples)
+        memo = keys.rows(self.handle.digest, settings, batch.hashes, batch.labels, batch.mask_hashes or None)
+        found = self.store.get_arrays([memo]).get(memo)
+        if found is not None:
+            rows = _unpack_rows(found, layers, eps_list, samples.ids)
+            if rows is not None:
+                return rows
+        with self.store.deferred():
+            self._ensure(batch, eps_list, layers)
+            rows = self._rows(samples, batch, eps_list, layers)
+            self.store.put_arrays({memo: _pack_rows(rows)}, "rows", self.handle.owner)
+        return rows
 
     def ensure(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
         """Make sure every cell of ``samples`` × ``eps_list`` × ``layers`` is in the store (written in one
         transaction, see :meth:`Store.deferred`); return the batch."""
         with self.store.deferred():
-            return self._ensure(samples, eps_list, layers)
+            return self._ensure(self._start(samples), eps_list, layers)
 
-    def _ensure(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
+    def _start(self, samples: Samples) -> Batch:
+        """The batch as the model sees it: preprocessed images, their content hashes, labels, object masks."""
         x = self.handle.preprocess(samples.images)
         batch = Batch(x, [keys.image_hash(xi) for xi in x], np.asarray(samples.labels))
+        if samples.masks is not None:
+            batch.masks = self.handle.preprocess_masks(samples.masks)
+            batch.mask_hashes = [keys.mask_hash(m) for m in batch.masks]
+        return batch
+
+    def _ensure(self, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
         batch.variants[0.0] = keys.variants(self.handle.digest, batch.hashes, None, 0.0)
         self._ensure_logits(batch, 0.0, layers)
         parts = self.adversary.parts(batch.labels, batch.pred(0.0))
         for eps in (e for e in eps_list if e > 0):
             batch.variants[eps] = keys.variants(self.handle.digest, batch.hashes, parts, eps)
             self._ensure_logits(batch, eps, layers)
-        if samples.masks is not None:
-            batch.masks = self.handle.preprocess_masks(samples.masks)
-            batch.mask_hashes = [keys.mask_hash(m) for m in batch.masks]
         self._ensure_scores(batch, eps_list, layers)
         return batch
 
@@ -471,35 +504,36 @@ class ModelEngine:
 
     # -- rows ---------------------------------------------------------------------------------------------
     def _rows(self, samples: Samples, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> pd.DataFrame:
-        """The per-image rows of one batch, one block per (layer, eps)."""
+        """The per-image rows of one batch, one block per (layer, eps), made as whole columns."""
         probs = {e: _softmax(batch.logits[e]) for e in {0.0, *eps_list}}
-        blocks = []
-        for layer in layers:
-            for e in eps_list:
-                clean, adv = probs[0.0], probs[e]
-                block = {
-                    "layer": layer, "eps": e, "image_id": list(samples.ids), "label": batch.labels.astype(int),
-                    "pred_clean": clean.argmax(1), "pred_adv": adv.argmax(1),
-                    "conf_clean": clean.max(1).astype(np.float64), "conf_adv": adv.max(1).astype(np.float64),
-                }  # fmt: skip
-                empty = batch.raw[("empty", e, layer)].astype(int)
-                none = empty > 0  # a pair with an all-zero map has no dissimilarity to speak of
-                for comparison, _, _ in self.comparisons:
-                    raw = np.where(none, np.nan, batch.raw[(comparison.name, e, layer)])
-                    if comparison.raw_name:
-                        block[comparison.raw_name] = raw
-                    block[comparison.name] = comparison.dissimilarity(raw)
-                block["zero_clean"], block["zero_adv"] = (empty & 1) > 0, (empty & 2) > 0
-                if self.faithfulness is not None:
-                    for curve, short in (("deletion", "del"), ("insertion", "ins")):
-                        block[f"{short}_clean"] = batch.faith[(curve, 0.0, layer)]
-                        block[f"{short}_adv"] = batch.faith[(curve, e, layer)]
-                if batch.masks is not None:
-                    for score in LOCALISATION:
-                        block[f"{score}_clean"] = batch.loc[(score, 0.0, layer)]
-                        block[f"{score}_adv"] = batch.loc[(score, e, layer)]
-                blocks.append(pd.DataFrame(block))
-        return pd.concat(blocks, ignore_index=True)
+        blocks = [self._block(batch, probs, layer, e) for layer in layers for e in eps_list]
+        values = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
+        return _frame(layers, eps_list, samples.ids, values)
+
+    def _block(self, batch: Batch, probs: dict[float, np.ndarray], layer: str, e: float) -> dict[str, np.ndarray]:
+        """The columns of one (layer, eps) block but its layer, eps and image ids."""
+        clean, adv = probs[0.0], probs[e]
+        block = {
+            "label": batch.labels.astype(int), "pred_clean": clean.argmax(1), "pred_adv": adv.argmax(1),
+            "conf_clean": clean.max(1).astype(np.float64), "conf_adv": adv.max(1).astype(np.float64),
+        }  # fmt: skip
+        empty = batch.raw[("empty", e, layer)].astype(int)
+        none = empty > 0  # a pair with an all-zero map has no dissimilarity to speak of
+        for comparison, _, _ in self.comparisons:
+            raw = np.where(none, np.nan, batch.raw[(comparison.name, e, layer)])
+            if comparison.raw_name:
+                block[comparison.raw_name] = raw
+            block[comparison.name] = comparison.dissimilarity(raw)
+        block["zero_clean"], block["zero_adv"] = (empty & 1) > 0, (empty & 2) > 0
+        if self.faithfulness is not None:
+            for curve, short in (("deletion", "del"), ("insertion", "ins")):
+                block[f"{short}_clean"] = batch.faith[(curve, 0.0, layer)]
+                block[f"{short}_adv"] = batch.faith[(curve, e, layer)]
+        if batch.masks is not None:
+            for score in LOCALISATION:
+                block[f"{score}_clean"] = batch.loc[(score, 0.0, layer)]
+                block[f"{score}_adv"] = batch.loc[(score, e, layer)]
+        return block
 
 
 def canonical_order(table: pd.DataFrame, group: str | None = None) -> pd.DataFrame:
@@ -515,6 +549,33 @@ def canonical_order(table: pd.DataFrame, group: str | None = None) -> pd.DataFra
 
     keys = [groups.to_numpy(), first_seen("layer"), table["eps"].to_numpy(), first_seen("image_id")]
     return table.iloc[np.lexsort(keys[::-1])].reset_index(drop=True)
+
+
+def _frame(layers: Sequence[str], eps_list: Sequence[float], ids: Sequence[str], values: Mapping) -> pd.DataFrame:
+    """Rows of one batch from their value columns (label first), layer-major then eps then image, as
+    :meth:`ModelEngine.table` lists them."""
+    n = len(ids)
+    front = {
+        "layer": np.repeat(np.array(list(layers), dtype=object), n * len(eps_list)),
+        "eps": np.repeat(np.tile(np.asarray(eps_list, dtype=np.float64), len(layers)), n),
+        "image_id": np.tile(np.array(list(ids), dtype=object), len(layers) * len(eps_list)),
+    }
+    return pd.DataFrame({**front, **{name: np.asarray(values[name]) for name in values}})
+
+
+def _pack_rows(rows: pd.DataFrame) -> np.ndarray:
+    """A batch's value columns as one structured array (what the store keeps; no object field, so it is saved
+    and read without pickle); layer, eps and image ids follow from the batch and the sweep."""
+    return rows.drop(columns=["layer", "eps", "image_id"]).to_records(index=False).view(np.ndarray)
+
+
+def _unpack_rows(
+    kept: np.ndarray, layers: Sequence[str], eps_list: Sequence[float], ids: Sequence[str]
+) -> pd.DataFrame | None:
+    """The rows :func:`_pack_rows` kept, with this batch's image ids (None if they do not fit the batch)."""
+    if kept.dtype.names is None or kept.ndim != 1 or len(kept) != len(layers) * len(eps_list) * len(ids):
+        return None
+    return _frame(layers, eps_list, ids, {name: kept[name] for name in kept.dtype.names})
 
 
 def _maps_needed(todo: dict[str, dict[tuple, list[int]]]) -> dict[Cell, list[int]]:

@@ -8,7 +8,9 @@ computed once per batch; cells under it (logits, each layer's map) extend it wit
 - ``logits:<variant>`` and ``map:<variant>:<method>:<target>:<layer>``;
 - ``state``: what an attack caches for an image (FGSM's direction, PGD's image), shared by every model the
   perturbation is evaluated on: (attacking model's digest or none, image hash, attack part, eps or none);
-- ``pair``: one comparison of two maps at one resolution.
+- ``pair``: one comparison of two maps at one resolution;
+- ``rows``: one batch's finished per-image rows, from the per-(image, variant) inputs only (model, images, labels,
+  masks) and the sweep's settings, so a warm batch is one read instead of one per cell.
 """
 
 from __future__ import annotations
@@ -72,3 +74,12 @@ def localisation(map_key: str, mask: str, size: Sequence[int], score: str) -> st
 def faithfulness(map_key: str, size: Sequence[int], settings: str, curve: str) -> str:
     """The key of one deletion / insertion area of a map on its own image (the variant inside ``map_key``)."""
     return hashlib.sha256(f"faith|{map_key}|{size[0]}x{size[1]}|{settings}|{curve}".encode()).hexdigest()
+
+
+def rows(model: str, settings: str, hashes: Sequence[str], labels: Sequence[int], masks: Sequence[str] | None) -> str:
+    """The key of one batch's rows (image ids aside): the model's digest, each image's content hash, label and
+    mask hash, and ``settings`` (a digest of the method, target policy, attack, comparisons, faithfulness, eps,
+    layers). Every cell the rows are made of is a function of these, so equal keys mean equal rows."""
+    return cell_key(
+        "rows", model, settings, list(hashes), [int(y) for y in labels], None if masks is None else list(masks)
+    )

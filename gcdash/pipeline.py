@@ -280,17 +280,37 @@ def sweep(
     per_image = pd.concat(frames, ignore_index=True) if parts is None else parts.read(range(first_group, parts.group))
     result = SweepResult(config, per_image, passes)
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
-        save_run(store, result)
+        save_run(store, result, table_at=parts and parts.path)
     return result
 
 
-def save_run(store: Store, result: SweepResult) -> None:
-    """Index the run in the store (its config and per-image table as Parquet) for the Runs page."""
+#: Runs with more per-image rows than this are indexed by where their table was written, not with a copy of it in
+#: the cache (a full-scale sweep's table is gigabytes: it belongs in its output folder, not in SQLite).
+RUN_TABLE_ROWS = 1_000_000
+
+
+def save_run(store: Store, result: SweepResult, table_at: str | Path | None = None) -> None:
+    """Index the run in the store for the Runs page: its config and per-image table as Parquet, or, for a table of
+    more than :data:`RUN_TABLE_ROWS` rows written to ``table_at`` (a sweep's ``per_image.parquet``), that path."""
+    config = result.config.to_dict()
+    if table_at is not None and len(result.per_image) > RUN_TABLE_ROWS:
+        config["table_at"] = str(Path(table_at).resolve())
+        store.put_run(result.config.key(), config, b"", len(result.per_image), 0)
+        return
     buf = io.BytesIO()
     result.per_image.to_parquet(buf, index=False)
-    store.put_run(result.config.key(), result.config.to_dict(), buf.getvalue(), len(result.per_image), buf.tell())
+    store.put_run(result.config.key(), config, buf.getvalue(), len(result.per_image), buf.tell())
 
 
 def load_run(store: Store, key: str) -> pd.DataFrame | None:
+    """A run's per-image table (None if the run is unknown); one clear error if it was indexed by a folder that
+    is gone."""
     blob = store.get_run(key)
-    return None if blob is None else pd.read_parquet(io.BytesIO(blob))
+    if blob is None:
+        return None
+    if blob:
+        return pd.read_parquet(io.BytesIO(blob))
+    where = next((r["config"].get("table_at") for r in store.runs() if r["key"] == key), None)
+    if not where or not Path(where).exists():
+        raise GcdashError(f"run {key}'s per-image table was at {where}, which is gone; sweep it again to export it")
+    return pd.read_parquet(where)

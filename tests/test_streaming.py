@@ -3,11 +3,14 @@ keeps its finished parts."""
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 
 from gcdash import pipeline
 from gcdash.config import AttackConfig, DataConfig, ModelSpec, SweepConfig
+from gcdash.errors import GcdashError
 from gcdash.store import Store
 
 
@@ -73,3 +76,23 @@ def test_a_sweep_stopped_midway_keeps_the_batches_it_finished(tmp_path):
     again = pipeline.Parts(tmp_path / "out")
     rerun = pipeline.sweep(_config(), store, batch_size=4, parts=again)
     assert rerun.passes["tiny-cnn"] == 2 * 4  # the last two images only: 1 clean + 2 attacked CAM passes, 1 attack
+
+
+def test_a_large_run_is_indexed_by_its_folder_not_copied_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)  # this sweep's 120 rows count as large
+    store, config = Store(tmp_path / "cache"), _config()
+    result = pipeline.sweep(config, store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    (run,) = store.runs()
+    assert run["nbytes"] == 0 and run["n_rows"] == len(result.per_image)
+    assert run["config"]["table_at"] == str((tmp_path / "out" / "per_image.parquet").resolve())
+    pd.testing.assert_frame_equal(pipeline.load_run(store, run["key"]), pd.read_parquet(run["config"]["table_at"]))
+    shutil.rmtree(tmp_path / "out")
+    with pytest.raises(GcdashError, match="which is gone"):
+        pipeline.load_run(store, run["key"])
+
+
+def test_a_small_run_keeps_its_table_in_the_cache(tmp_path):
+    store = Store(tmp_path / "cache")
+    result = pipeline.sweep(_config(), store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    shutil.rmtree(tmp_path / "out")
+    pd.testing.assert_frame_equal(pipeline.load_run(store, store.runs()[0]["key"]), result.per_image)
