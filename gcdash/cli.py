@@ -230,13 +230,13 @@ def run_sweep(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
-    result = pipeline.SweepResult(config, parts.read(), passes)  # the summary is made from what was written
+    result = parts.result(config, passes)  # the summary is made from what was written, a part at a time
     result.write(args.out, per_image=False)
     if getattr(args, "transfer", False):
         _write_transfer(result.summary(), args.out)
     table = results.mod_vid_table(result.summary())
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
-    print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({len(result.per_image)} rows)")
+    print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({result.n_rows} rows)")
     return 0
 
 
@@ -245,14 +245,15 @@ def _sweep_one(args, config, store, device, handles, samples, parts, progress):
     from gcdash import executors, pipeline
 
     if args.executor == "ray":
-        table, passes = executors.ray_sweep(
+        first = parts.group
+        _, passes = executors.ray_sweep(
             config, store, samples, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
             address=args.ray_address, device=args.device, batch_size=args.batch_size, parts=parts,
             progress=progress, keep_maps=args.keep_maps,
         )  # fmt: skip
-        result = pipeline.SweepResult(config, table, passes)
+        result = parts.result(config, passes, range(first, parts.group))
         if not store.read_only:
-            pipeline.save_run(store, result, table_at=parts.path)  # listed on the Runs page, as a local sweep is
+            pipeline.save_run(store, result, files=parts.files(range(first, parts.group)))  # listed on the Runs page
         return result
     return pipeline.sweep(
         config, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,

@@ -215,24 +215,29 @@ class ModelEngine:
         crafter = attack.source.digest if attack.source is not None else "self"
         compared = [digest for _, _, digest in self.recorded]
         return keys.short(
-            [self.method_key, self.policy.name, attack.key, crafter, compared, self.faith_key, list(eps_list),
-             list(layers)]
+            [keys.ROWS_VERSION, self.method_key, self.policy.name, attack.key, crafter, compared, self.faith_key,
+             list(eps_list), list(layers)]
         )  # fmt: skip
 
-    def _part_rows(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str], settings: str):
+    def _part_rows(
+        self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str], settings: str
+    ) -> pd.DataFrame:
         """One batch's rows: read whole when the same batch was finished before (one read for the batch, not one
-        per cell), else made from its cells (:meth:`ensure`) and stored whole too."""
+        per cell), else made from its cells (:meth:`ensure`) and stored whole too (unless the cache is read-only:
+        then the cells it holds serve the batch)."""
         batch = self._start(samples)
         memo = keys.rows(self.handle.digest, settings, batch.hashes, batch.labels, batch.mask_hashes or None)
+        columns = self._value_columns(batch.masks is not None)
         found = self.store.get_arrays([memo]).get(memo)
         if found is not None:
-            rows = _unpack_rows(found, layers, eps_list, samples.ids)
+            rows = _unpack_rows(found, layers, eps_list, samples.ids, columns)
             if rows is not None:
                 return rows
         with self.store.deferred():
             self._ensure(batch, eps_list, layers)
             rows = self._rows(samples, batch, eps_list, layers)
-            self.store.put_arrays({memo: _pack_rows(rows)}, "rows", self.handle.owner)
+            if not self.store.read_only:
+                self.store.put_arrays({memo: _pack_rows(rows)}, "rows", self.handle.owner)
         return rows
 
     def ensure(self, samples: Samples, eps_list: Sequence[float], layers: Sequence[str]) -> Batch:
@@ -356,19 +361,18 @@ class ModelEngine:
         """Every score of the batch's cells (comparisons of each clean/attacked pair; localisation and
         faithfulness of each map), read from the store; the missing ones computed layer by layer from maps
         upsampled once on the model's device, shared by every score of that layer and then dropped (a few
-        (N, H, W) tensors at a time however many layers), and stored in one write per kind."""
+        (N, H, W) tensors at a time however many layers) and stored layer by layer."""
         wanted = self._score_keys(batch, eps_list, layers)
-        todo = {kind: self._read_scores(ks, getattr(batch, SCORED_INTO[kind])) for kind, ks in wanted.items()}
+        todo = {
+            kind: self._read_scores(ks, getattr(batch, SCORED_INTO[kind]), none_marked=kind != "comparison")
+            for kind, ks in wanted.items()
+        }
         todo = {kind: per if kind == "comparison" else self._by_cell(per) for kind, per in todo.items()}
         if not any(todo.values()):
             return
         self._load_maps(batch, _maps_needed(todo))
-        new: dict[str, dict[str, float]] = {kind: {} for kind in todo}
         for layer in layers:
-            self._score_layer(batch, layer, todo, wanted, new)
-        for kind, values in new.items():
-            if values:
-                self.store.put_scalars(values, kind, self.handle.owner)
+            self._score_layer(batch, layer, todo, wanted)
 
     def _score_keys(self, batch: Batch, eps_list: Sequence[float], layers: Sequence[str]) -> dict[str, dict]:
         """kind → (score, eps, layer) → the key of each image: comparisons at every eps (pairs), localisation
@@ -382,8 +386,9 @@ class ModelEngine:
             wanted["faithfulness"] = self._faithfulness_keys(batch, singles)
         return wanted
 
-    def _score_layer(self, batch: Batch, layer: str, todo: dict, wanted: dict, new: dict) -> None:
-        """Compute the scores ``todo`` of one layer (kind → (…, eps, layer) → images) into ``new``."""
+    def _score_layer(self, batch: Batch, layer: str, todo: dict, wanted: dict) -> None:
+        """Compute and store the scores ``todo`` of one layer (kind → (…, eps, layer) → images; ``wanted``: kind →
+        (…, eps, layer) → each image's key)."""
         shown: dict[tuple, torch.Tensor] = {}  # this layer's maps at the input size, each made once
 
         def upsampled(eps: float, idx: list[int]) -> torch.Tensor:
@@ -393,18 +398,22 @@ class ModelEngine:
 
         scorers = {"comparison": self._compare, "localisation": self._localise, "faithfulness": self._faithfulness}
         for kind, per in todo.items():
+            new: Scores = {}
             for what, idx in per.items():
                 if what[-1] == layer:
-                    new[kind].update(scorers[kind](batch, what, idx, upsampled, wanted[kind]))
+                    new.update(scorers[kind](batch, what, idx, upsampled, wanted[kind]))
+            if new:
+                self.store.put_scalars(new, kind, self.handle.owner)
 
-    def _read_scores(self, wanted: dict[tuple, list[str]], into: dict) -> dict[tuple, list[int]]:
-        """Read the scores ``wanted`` (what → keys) into ``into`` (NaN where missing or stored as
-        :data:`NO_SCORE`); return, per what, the images whose score must be computed."""
+    def _read_scores(self, wanted: dict[tuple, list[str]], into: dict, none_marked: bool) -> dict[tuple, list[int]]:
+        """Read the scores ``wanted`` (what → keys) into ``into`` (NaN where missing, and where stored as
+        :data:`NO_SCORE` if ``none_marked``: a comparison's −1 is a real score, Spearman's ρ of inverted ranks);
+        return, per what, the images whose score must be computed."""
         found = self.store.get_scalars([k for ks in wanted.values() for k in ks])
         missing = {}
         for what, ks in wanted.items():
             values = np.array([found.get(k, np.nan) for k in ks], dtype=np.float64)
-            into[what] = np.where(values == NO_SCORE, np.nan, values)
+            into[what] = np.where(values == NO_SCORE, np.nan, values) if none_marked else values
             idx = [i for i, k in enumerate(ks) if k not in found]
             if idx:
                 missing[what] = idx
@@ -494,7 +503,8 @@ class ModelEngine:
         return new
 
     def _require_finite(self, what: str, values: np.ndarray, eps: float) -> None:
-        """Refuse NaN and infinity with one line naming the model, before anything of the batch is stored."""
+        """Refuse NaN and infinity with one line naming the model, before any of them is stored (what the batch
+        finished before them is kept: it is valid)."""
         bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
         if bad.any():
             raise GcdashError(
@@ -507,8 +517,20 @@ class ModelEngine:
         """The per-image rows of one batch, one block per (layer, eps), made as whole columns."""
         probs = {e: _softmax(batch.logits[e]) for e in {0.0, *eps_list}}
         blocks = [self._block(batch, probs, layer, e) for layer in layers for e in eps_list]
-        values = {name: np.concatenate([block[name] for block in blocks]) for name in blocks[0]}
-        return _frame(layers, eps_list, samples.ids, values)
+        names = self._value_columns(batch.masks is not None)
+        return _frame(layers, eps_list, samples.ids, {n: np.concatenate([b[n] for b in blocks]) for n in names})
+
+    def _value_columns(self, masked: bool) -> list[str]:
+        """The columns of a batch's rows after layer, eps and image id, in order (what :meth:`_block` makes)."""
+        names = ["label", "pred_clean", "pred_adv", "conf_clean", "conf_adv"]
+        for comparison, _, _ in self.comparisons:
+            names += [comparison.raw_name, comparison.name] if comparison.raw_name else [comparison.name]
+        names += ["zero_clean", "zero_adv"]
+        if self.faithfulness is not None:
+            names += ["del_clean", "del_adv", "ins_clean", "ins_adv"]
+        if masked:
+            names += [f"{score}_{side}" for score in LOCALISATION for side in ("clean", "adv")]
+        return names
 
     def _block(self, batch: Batch, probs: dict[float, np.ndarray], layer: str, e: float) -> dict[str, np.ndarray]:
         """The columns of one (layer, eps) block but its layer, eps and image ids."""
@@ -570,10 +592,11 @@ def _pack_rows(rows: pd.DataFrame) -> np.ndarray:
 
 
 def _unpack_rows(
-    kept: np.ndarray, layers: Sequence[str], eps_list: Sequence[float], ids: Sequence[str]
+    kept: np.ndarray, layers: Sequence[str], eps_list: Sequence[float], ids: Sequence[str], columns: Sequence[str]
 ) -> pd.DataFrame | None:
-    """The rows :func:`_pack_rows` kept, with this batch's image ids (None if they do not fit the batch)."""
-    if kept.dtype.names is None or kept.ndim != 1 or len(kept) != len(layers) * len(eps_list) * len(ids):
+    """The rows :func:`_pack_rows` kept, with this batch's image ids (None if they do not fit the batch: other
+    columns, another number of rows)."""
+    if kept.dtype.names != tuple(columns) or kept.ndim != 1 or len(kept) != len(layers) * len(eps_list) * len(ids):
         return None
     return _frame(layers, eps_list, ids, {name: kept[name] for name in kept.dtype.names})
 

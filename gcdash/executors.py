@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gcdash import results
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
@@ -182,8 +183,8 @@ def ray_sweep(
     worker: type = CellWorker,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Run ``config`` on a pool of ``workers`` Ray actors (each with ``gpus_per_worker`` GPUs and its own copy of
-    each model); the
-    per-image table (in the local executor's order) and the passes per model. A batch whose worker dies is retried
+    each model); the per-image table (in the local executor's order; empty when the rows go to ``parts``, which
+    then hold them, so the driver keeps none in memory) and the passes per model. A batch whose worker dies is retried
     on another actor up to :data:`MAX_RETRIES` times, then the sweep fails with one line; finished batches are kept
     (their cells in ``store``, their rows in ``parts``)."""
     from gcdash.engine import canonical_order
@@ -202,7 +203,8 @@ def ray_sweep(
             for table, n in _in_order(finished):
                 if parts is not None:
                     parts.write(table)
-                frames.append(table.assign(_group=group))
+                else:
+                    frames.append(table.assign(_group=group))
                 passes[spec.name] = passes.get(spec.name, 0) + n
                 done += int(table["image_id"].nunique())
                 if progress is not None:
@@ -212,6 +214,8 @@ def ray_sweep(
     finally:
         for actor in pool:
             ray.kill(actor)
+    if not frames:
+        return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS), passes
     table = pd.concat(frames, ignore_index=True)
     return canonical_order(table, "_group").drop(columns="_group"), passes
 

@@ -23,6 +23,9 @@ import torch
 from gcdash.store import cell_key
 
 CLEAN = None  # the attack part of an unperturbed image
+#: The version of how a batch's rows are made from its cells (the columns, the NaN rules, the dissimilarity of each
+#: raw score): part of every :func:`rows` key, raised whenever that code changes, so kept rows never outlive it.
+ROWS_VERSION = 1
 
 
 def image_hash(x: torch.Tensor) -> str:
@@ -78,8 +81,8 @@ def faithfulness(map_key: str, size: Sequence[int], settings: str, curve: str) -
 
 def rows(model: str, settings: str, hashes: Sequence[str], labels: Sequence[int], masks: Sequence[str] | None) -> str:
     """The key of one batch's rows (image ids aside): the model's digest, each image's content hash, label and
-    mask hash, and ``settings`` (a digest of the method, target policy, attack, comparisons, faithfulness, eps,
-    layers). Every cell the rows are made of is a function of these, so equal keys mean equal rows."""
+    mask hash, and ``settings`` (a digest of :data:`ROWS_VERSION`, the method, target policy, attack, comparisons,
+    faithfulness, eps, layers): every cell the rows are made of is a function of these."""
     return cell_key(
         "rows", model, settings, list(hashes), [int(y) for y in labels], None if masks is None else list(masks)
     )

@@ -50,9 +50,18 @@ class SweepResult:
     config: SweepConfig
     per_image: pd.DataFrame
     passes: dict[str, int] = field(default_factory=dict)
+    #: A sweep streamed to :class:`Parts` carries its summary, made part by part from what was written, and its
+    #: row count; its ``per_image`` is empty when it has more than :data:`RUN_TABLE_ROWS` rows (read them from
+    #: ``per_image.parquet``, with pandas or pyarrow, in pieces).
+    streamed: pd.DataFrame | None = None
+    n_rows: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.n_rows is None:
+            self.n_rows = len(self.per_image)
 
     def summary(self) -> pd.DataFrame:
-        return results.summary(self.per_image)
+        return self.streamed if self.streamed is not None else results.summary(self.per_image)
 
     def vid(self) -> pd.DataFrame:
         return results.vid(self.summary())
@@ -223,16 +232,38 @@ class Parts:
         os.replace(tmp, self.path / name)
         self.count += 1
 
+    def files(self, groups: range | None = None) -> list[Path]:
+        """The parts written (those of ``groups``), in the order they were written."""
+        files = sorted(self.path.glob("part-*.parquet"))
+        return files if groups is None else [f for f in files if int(f.name.split("-")[1]) in groups]
+
+    def summary(self, groups: range | None = None) -> results.StreamingSummary:
+        """The summary of the parts (those of ``groups``), read one part at a time."""
+        summary = results.StreamingSummary()
+        for file in self.files(groups):
+            summary.add(pd.read_parquet(file))
+        return summary
+
+    def result(self, config: SweepConfig, passes: dict[str, int], groups: range | None = None) -> SweepResult:
+        """The sweep whose rows are the parts of ``groups``: its summary made part by part, its per-image table
+        read back whole only up to :data:`RUN_TABLE_ROWS` rows."""
+        summary = self.summary(groups)
+        small = summary.rows <= RUN_TABLE_ROWS
+        per_image = self.read(groups) if small else pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
+        return SweepResult(config, per_image, passes, streamed=summary.summary(), n_rows=summary.rows)
+
     def read(self, groups: range | None = None) -> pd.DataFrame:
         """Every part (or those of ``groups``), in the order :func:`sweep` would have returned the rows in memory."""
-        files = sorted(self.path.glob("part-*.parquet"))
-        if groups is not None:
-            files = [f for f in files if int(f.name.split("-")[1]) in groups]
-        if not files:
-            return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
-        groups = [int(f.name.split("-")[1]) for f in files]
-        table = pd.concat([pd.read_parquet(f).assign(_group=g) for f, g in zip(files, groups)], ignore_index=True)
-        return canonical_order(table, "_group").drop(columns="_group")
+        return read_parts(self.files(groups))
+
+
+def read_parts(files: Sequence[Path]) -> pd.DataFrame:
+    """Parquet parts written by :class:`Parts`, as one table in the order :func:`sweep` returns rows in memory."""
+    if not files:
+        return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
+    groups = [int(Path(f).name.split("-")[1]) for f in files]
+    table = pd.concat([pd.read_parquet(f).assign(_group=g) for f, g in zip(files, groups)], ignore_index=True)
+    return canonical_order(table, "_group").drop(columns="_group")
 
 
 def sweep(
@@ -277,10 +308,12 @@ def sweep(
         passes[spec.name] = engine.passes
         if parts is not None:
             parts.next_group()
-    per_image = pd.concat(frames, ignore_index=True) if parts is None else parts.read(range(first_group, parts.group))
-    result = SweepResult(config, per_image, passes)
+    if parts is None:
+        result = SweepResult(config, pd.concat(frames, ignore_index=True), passes)
+    else:
+        result = parts.result(config, passes, range(first_group, parts.group))
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
-        save_run(store, result, table_at=parts and parts.path)
+        save_run(store, result, files=parts and parts.files(range(first_group, parts.group)))
     return result
 
 
@@ -289,13 +322,14 @@ def sweep(
 RUN_TABLE_ROWS = 1_000_000
 
 
-def save_run(store: Store, result: SweepResult, table_at: str | Path | None = None) -> None:
+def save_run(store: Store, result: SweepResult, files: Sequence[Path] | None = None) -> None:
     """Index the run in the store for the Runs page: its config and per-image table as Parquet, or, for a table of
-    more than :data:`RUN_TABLE_ROWS` rows written to ``table_at`` (a sweep's ``per_image.parquet``), that path."""
+    more than :data:`RUN_TABLE_ROWS` rows written as the Parquet parts ``files``, where they are (with each one's
+    size and time, so a part rewritten by a later sweep is noticed)."""
     config = result.config.to_dict()
-    if table_at is not None and len(result.per_image) > RUN_TABLE_ROWS:
-        config["table_at"] = str(Path(table_at).resolve())
-        store.put_run(result.config.key(), config, b"", len(result.per_image), 0)
+    if files and result.n_rows > RUN_TABLE_ROWS:
+        config["table_files"] = [[str(Path(f).resolve()), *_stamp(f)] for f in files]
+        store.put_run(result.config.key(), config, b"", result.n_rows, 0)
         return
     buf = io.BytesIO()
     result.per_image.to_parquet(buf, index=False)
@@ -310,7 +344,17 @@ def load_run(store: Store, key: str) -> pd.DataFrame | None:
         return None
     if blob:
         return pd.read_parquet(io.BytesIO(blob))
-    where = next((r["config"].get("table_at") for r in store.runs() if r["key"] == key), None)
-    if not where or not Path(where).exists():
-        raise GcdashError(f"run {key}'s per-image table was at {where}, which is gone; sweep it again to export it")
-    return pd.read_parquet(where)
+    files = next((r["config"].get("table_files", []) for r in store.runs() if r["key"] == key), [])
+    changed = [f for f, *stamp in files if not Path(f).exists() or list(_stamp(f)) != stamp]
+    if changed or not files:
+        where = Path(changed[0]).parent if changed else "its output folder"
+        raise GcdashError(
+            f"run {key}'s per-image table in {where} is gone or was rewritten by a later sweep; sweep it again"
+        )
+    return read_parts([f for f, *_ in files])
+
+
+def _stamp(file: str | Path) -> tuple[int, int]:
+    """A file's size and modification time (ns): what tells a part apart from a later one of the same name."""
+    stat = Path(file).stat()
+    return stat.st_size, stat.st_mtime_ns

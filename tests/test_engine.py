@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gcdash import cams, metrics
+from gcdash.config import NISSIM, CompareConfig
 from gcdash.engine import ModelEngine
 from gcdash.errors import Cancelled, GcdashError
 from gcdash.store import Store
@@ -325,3 +326,14 @@ def test_damaged_kept_rows_are_made_again_from_the_cells(tiny_handle, tiny_sampl
     engine = _engine(tiny_handle, store)
     pd.testing.assert_frame_equal(engine.table(tiny_samples, EPS, "all"), first)
     assert engine.passes == 0
+
+
+def test_a_comparison_score_of_minus_one_is_a_score_not_a_missing_one(tiny_handle, tiny_samples, store, monkeypatch):
+    from gcdash.metrics.compare import Spearman
+
+    monkeypatch.setattr(Spearman, "raw", lambda self, a, b, **p: -np.ones(len(a)))  # perfectly inverted ranks
+    config = dict(comparisons=(NISSIM, CompareConfig("spearman")))
+    first = _engine(tiny_handle, store, **config).table(tiny_samples, EPS, "all")
+    again = _engine(tiny_handle, store, batch_size=3, **config).table(tiny_samples, EPS, "all")  # read cell by cell
+    assert (first["spearman"] == 1.0).all()
+    pd.testing.assert_frame_equal(again, first)

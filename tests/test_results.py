@@ -92,3 +92,39 @@ def test_moved_off_counts_images_whose_map_left_the_object():
     row = results.summary(table).iloc[0]
     assert row["moved_off"] == pytest.approx(1 / 3)  # of the three images with both scores
     assert row["hit_clean"] == pytest.approx(2 / 3) and row["hit_adv"] == pytest.approx(1 / 3)  # the same three
+
+
+def _random_table(n: int, seed: int = 0) -> pd.DataFrame:
+    """A per-image table with every optional column, NaN scores, unlabelled images and all-zero maps."""
+    rng = np.random.default_rng(seed)
+
+    def sometimes_nan(values, share=0.1):
+        return np.where(rng.random(n) < share, np.nan, values)
+
+    return pd.DataFrame({
+        "model": rng.choice(["a", "b"], n), "method": "gradcam", "attack": "fgsm", "source": "a",
+        "layer": rng.choice(["l1", "l2", "l3"], n), "eps": rng.choice([0.0, 4 / 255, 8 / 255], n),
+        "image_id": [f"i{i}" for i in range(n)], "label": rng.integers(-1, 4, n),
+        "pred_clean": rng.integers(0, 4, n), "pred_adv": rng.integers(0, 4, n),
+        "conf_clean": rng.random(n), "conf_adv": rng.random(n), "ssim": rng.random(n),
+        "nissim": sometimes_nan(rng.random(n)), "zero_clean": rng.random(n) < 0.05, "zero_adv": rng.random(n) < 0.05,
+        "topk": sometimes_nan(rng.random(n)), "del_clean": rng.random(n), "del_adv": sometimes_nan(rng.random(n)),
+        "ins_clean": rng.random(n), "ins_adv": rng.random(n),
+        "hit_clean": sometimes_nan(rng.integers(0, 2, n).astype(float)),
+        "hit_adv": sometimes_nan(rng.integers(0, 2, n).astype(float)),
+        "mass_clean": rng.random(n), "mass_adv": sometimes_nan(rng.random(n), 0.2),
+    })  # fmt: skip
+
+
+@pytest.mark.parametrize("part", [1, 337, 5000])
+def test_the_summary_made_part_by_part_equals_the_whole_tables(part):
+    table = _random_table(3000)
+    streaming = results.StreamingSummary()
+    for start in range(0, len(table), part):
+        streaming.add(table.iloc[start : start + part])
+    assert streaming.rows == len(table)
+    pd.testing.assert_frame_equal(streaming.summary(), results.summary(table), check_exact=False, atol=1e-12, rtol=0)
+
+
+def test_an_empty_streaming_summary_has_the_summarys_columns():
+    assert list(results.StreamingSummary().summary().columns) == results.SUMMARY_COLUMNS

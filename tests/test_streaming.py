@@ -4,21 +4,23 @@ keeps its finished parts."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from gcdash import pipeline
-from gcdash.config import AttackConfig, DataConfig, ModelSpec, SweepConfig
+from gcdash.config import NISSIM, AttackConfig, CompareConfig, DataConfig, ModelSpec, SweepConfig
 from gcdash.errors import GcdashError
 from gcdash.store import Store
 
 
 def _config(**kw) -> SweepConfig:
-    return SweepConfig(
+    defaults = dict(
         models=(ModelSpec("tiny-cnn"), ModelSpec("tiny-cnn2")), data=DataConfig("tiny", 10, 0),
-        eps=(0.0, 4 / 255, 8 / 255), layers="all", **kw,
+        eps=(0.0, 4 / 255, 8 / 255), layers="all",
     )  # fmt: skip
+    return SweepConfig(**{**defaults, **kw})
 
 
 def test_streamed_rows_are_the_in_memory_table(tmp_path):
@@ -83,12 +85,28 @@ def test_a_large_run_is_indexed_by_its_folder_not_copied_into_the_cache(tmp_path
     store, config = Store(tmp_path / "cache"), _config()
     result = pipeline.sweep(config, store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
     (run,) = store.runs()
-    assert run["nbytes"] == 0 and run["n_rows"] == len(result.per_image)
-    assert run["config"]["table_at"] == str((tmp_path / "out" / "per_image.parquet").resolve())
-    pd.testing.assert_frame_equal(pipeline.load_run(store, run["key"]), pd.read_parquet(run["config"]["table_at"]))
+    assert run["nbytes"] == 0 and run["n_rows"] == result.n_rows == 180 and result.per_image.empty
+    folder = (tmp_path / "out" / "per_image.parquet").resolve()
+    assert {Path(f).parent for f, *_ in run["config"]["table_files"]} == {folder}
+    pd.testing.assert_frame_equal(
+        pipeline.load_run(store, run["key"]), pipeline.read_parts(sorted(folder.glob("part-*")))
+    )
     shutil.rmtree(tmp_path / "out")
-    with pytest.raises(GcdashError, match="which is gone"):
+    with pytest.raises(GcdashError, match="is gone or was rewritten"):
         pipeline.load_run(store, run["key"])
+
+
+def test_a_large_runs_index_reads_its_own_parts_and_notices_a_later_sweep(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)
+    store, parts = Store(tmp_path / "cache"), pipeline.Parts(tmp_path / "out")
+    first = pipeline.sweep(_config(), store, batch_size=4, parts=parts)
+    pipeline.sweep(_config(eps=(0.0, 2 / 255)), store, batch_size=4, parts=parts)  # more parts in the same folder
+    key = _config().key()
+    pd.testing.assert_frame_equal(pipeline.load_run(store, key), parts.read(range(0, 2)))
+    assert len(pipeline.load_run(store, key)) == first.n_rows  # its own rows, not the other sweep's
+    pipeline.sweep(_config(eps=(0.0, 1 / 255)), store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    with pytest.raises(GcdashError, match="rewritten by a later sweep"):
+        pipeline.load_run(store, key)  # same part names, other rows
 
 
 def test_a_small_run_keeps_its_table_in_the_cache(tmp_path):
@@ -96,3 +114,15 @@ def test_a_small_run_keeps_its_table_in_the_cache(tmp_path):
     result = pipeline.sweep(_config(), store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
     shutil.rmtree(tmp_path / "out")
     pd.testing.assert_frame_equal(pipeline.load_run(store, store.runs()[0]["key"]), result.per_image)
+
+
+def test_a_streamed_sweeps_summary_is_made_part_by_part_and_equals_the_whole_tables(tmp_path, monkeypatch):
+    config = _config(comparisons=(NISSIM, CompareConfig("topk")))
+    memory = pipeline.sweep(config, Store(tmp_path / "a"), batch_size=4)
+    read_whole = []
+    monkeypatch.setattr(pipeline.Parts, "read", lambda self, groups=None: read_whole.append(groups))
+    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)  # a large sweep: its table is never read back whole
+    streamed = pipeline.sweep(config, Store(tmp_path / "b"), batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    assert read_whole == [] and streamed.per_image.empty and streamed.n_rows == len(memory.per_image)
+    pd.testing.assert_frame_equal(streamed.summary(), memory.summary(), check_exact=False, atol=1e-12, rtol=0)
+    pd.testing.assert_frame_equal(streamed.vid(), memory.vid(), check_exact=False, atol=1e-12, rtol=0)

@@ -26,7 +26,7 @@ def test_ssim_equals_skimage_on_random_pairs():
 
 def test_ssim_at_the_input_size_spans_several_chunks_and_equals_skimage():
     a, b = (m.astype(np.float64) for m in _pairs(11, seed=6, shape=(224, 224)))  # skimage in float64 too
-    step = structural._CHUNK_PIXELS // (224 * 224)
+    step = structural._CHUNK_PIXELS["cpu"] // (224 * 224)
     assert 1 <= step < len(a)  # the pairs run in more than one chunk
     ref = np.array([structural_similarity(x, y, data_range=1.0) for x, y in zip(a, b)])
     np.testing.assert_allclose(metrics.ssim(a, b), ref, atol=1e-12, rtol=0)
@@ -71,7 +71,7 @@ def test_ssim_runs_on_torch_tensors_and_keeps_pairs_apart():
 def test_chunking_does_not_change_results(monkeypatch, gaussian):
     a, b = _pairs(9, seed=8)
     whole = metrics.ssim(a, b, gaussian=gaussian)
-    monkeypatch.setattr(structural, "_CHUNK_PIXELS", 2 * 40 * 48)  # two pairs per chunk
+    monkeypatch.setitem(structural._CHUNK_PIXELS, "cpu", 2 * 40 * 48)  # two pairs per chunk
     np.testing.assert_array_equal(metrics.ssim(a, b, gaussian=gaussian), whole)
 
 
