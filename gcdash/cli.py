@@ -230,7 +230,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
-    result = parts.result(config, passes)  # the summary is made from what was written, a part at a time
+    result = parts.result(config, passes, read_table=False)  # the summary: from what was written, part by part
     result.write(args.out, per_image=False)
     if getattr(args, "transfer", False):
         _write_transfer(result.summary(), args.out)
@@ -251,7 +251,7 @@ def _sweep_one(args, config, store, device, handles, samples, parts, progress):
             address=args.ray_address, device=args.device, batch_size=args.batch_size, parts=parts,
             progress=progress, keep_maps=args.keep_maps,
         )  # fmt: skip
-        result = parts.result(config, passes, range(first, parts.group))
+        result = parts.result(config, passes, range(first, parts.group))  # the table too, for the Runs page
         if not store.read_only:
             pipeline.save_run(store, result, files=parts.files(range(first, parts.group)))  # listed on the Runs page
         return result

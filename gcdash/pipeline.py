@@ -244,17 +244,43 @@ class Parts:
             summary.add(pd.read_parquet(file))
         return summary
 
-    def result(self, config: SweepConfig, passes: dict[str, int], groups: range | None = None) -> SweepResult:
+    def result(
+        self, config: SweepConfig, passes: dict[str, int], groups: range | None = None, read_table: bool = True
+    ) -> SweepResult:
         """The sweep whose rows are the parts of ``groups``: its summary made part by part, its per-image table
-        read back whole only up to :data:`RUN_TABLE_ROWS` rows."""
+        read back whole if ``read_table`` and only up to :data:`RUN_TABLE_ROWS` rows."""
         summary = self.summary(groups)
-        small = summary.rows <= RUN_TABLE_ROWS
+        small = read_table and summary.rows <= RUN_TABLE_ROWS
         per_image = self.read(groups) if small else pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
         return SweepResult(config, per_image, passes, streamed=summary.summary(), n_rows=summary.rows)
 
     def read(self, groups: range | None = None) -> pd.DataFrame:
         """Every part (or those of ``groups``), in the order :func:`sweep` would have returned the rows in memory."""
         return read_parts(self.files(groups))
+
+
+class _Kept:
+    """Rows on their way to :class:`Parts`, also kept in memory while they number at most :data:`RUN_TABLE_ROWS`
+    (a sweep that small returns its table without reading it back); past that, dropped (``frames`` is None)."""
+
+    def __init__(self, parts: Parts | None) -> None:
+        self.parts, self.frames, self.rows, self.group = parts, [], 0, 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        self.parts.write(frame)
+        self.rows += len(frame)
+        if self.frames is not None and self.rows <= RUN_TABLE_ROWS:
+            self.frames.append(frame.assign(_group=self.group))
+        else:
+            self.frames = None
+
+    def next_group(self) -> None:
+        self.group += 1
+
+    def table(self) -> pd.DataFrame:
+        if not self.frames:
+            return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
+        return canonical_order(pd.concat(self.frames, ignore_index=True), "_group").drop(columns="_group")
 
 
 def read_parts(files: Sequence[Path]) -> pd.DataFrame:
@@ -287,7 +313,7 @@ def sweep(
     samples = samples if samples is not None else load_samples(config)
     device = resolve_device(device)
     total, done = len(samples) * len(config.models), 0
-    frames, passes = [], {}
+    frames, passes, kept = [], {}, _Kept(parts)
     first_group = parts.group if parts is not None else 0  # parts may already hold other sweeps' rows
     handles = dict(handles or {})
     for spec in config.models:
@@ -302,14 +328,17 @@ def sweep(
 
         table, engine = model_table(
             handle, store, samples, config, model=spec.name, batch_size=batch_size, handles=handles,
-            progress=report, should_stop=should_stop, keep_maps=keep_maps, sink=parts and parts.write,
+            progress=report, should_stop=should_stop, keep_maps=keep_maps, sink=parts and kept.write,
         )  # fmt: skip
         frames.append(table)
+        kept.next_group()
         passes[spec.name] = engine.passes
         if parts is not None:
             parts.next_group()
     if parts is None:
         result = SweepResult(config, pd.concat(frames, ignore_index=True), passes)
+    elif kept.frames is not None:  # small enough: the rows written are still in memory, read nothing back
+        result = SweepResult(config, kept.table(), passes)
     else:
         result = parts.result(config, passes, range(first_group, parts.group))
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
