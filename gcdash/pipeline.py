@@ -373,6 +373,12 @@ def load_run(store: Store, key: str) -> pd.DataFrame | None:
         return None
     if blob:
         return pd.read_parquet(io.BytesIO(blob))
+    return read_parts(run_files(store, key))
+
+
+def run_files(store: Store, key: str) -> list[str]:
+    """The Parquet parts a large run was indexed by (:func:`save_run`), checked: one clear error if any is gone
+    or was rewritten by a later sweep (another size or time)."""
     files = next((r["config"].get("table_files", []) for r in store.runs() if r["key"] == key), [])
     changed = [f for f, *stamp in files if not Path(f).exists() or list(_stamp(f)) != stamp]
     if changed or not files:
@@ -380,7 +386,7 @@ def load_run(store: Store, key: str) -> pd.DataFrame | None:
         raise GcdashError(
             f"run {key}'s per-image table in {where} is gone or was rewritten by a later sweep; sweep it again"
         )
-    return read_parts([f for f, *_ in files])
+    return [f for f, *_ in files]
 
 
 def _stamp(file: str | Path) -> tuple[int, int]:
