@@ -71,6 +71,9 @@ class SweepResult:
         into ``out_dir`` (created if needed)."""
         out = check_out_dir(out_dir)
         summary = self.summary()
+        if per_image and self.per_image.empty and self.n_rows:
+            raise GcdashError(f"this sweep's {self.n_rows} rows are in its Parquet parts, not in memory; write it with "
+                              "per_image=False (its per_image.parquet is already written)")  # fmt: skip
         if per_image:
             target = out / "per_image.parquet"
             if target.is_dir():
@@ -265,14 +268,18 @@ class _Kept:
 
     def __init__(self, parts: Parts | None) -> None:
         self.parts, self.frames, self.rows, self.group = parts, [], 0, 0
+        self.summary = results.StreamingSummary()  # once too many to hold: made as they go by, nothing read back
 
     def write(self, frame: pd.DataFrame) -> None:
         self.parts.write(frame)
         self.rows += len(frame)
         if self.frames is not None and self.rows <= RUN_TABLE_ROWS:
             self.frames.append(frame.assign(_group=self.group))
-        else:
-            self.frames = None
+            return
+        for held in self.frames or []:
+            self.summary.add(held.drop(columns="_group"))
+        self.frames = None
+        self.summary.add(frame)
 
     def next_group(self) -> None:
         self.group += 1
@@ -339,8 +346,9 @@ def sweep(
         result = SweepResult(config, pd.concat(frames, ignore_index=True), passes)
     elif kept.frames is not None:  # small enough: the rows written are still in memory, read nothing back
         result = SweepResult(config, kept.table(), passes)
-    else:
-        result = parts.result(config, passes, range(first_group, parts.group))
+    else:  # too many to hold: the summary was made as they were written
+        empty = pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
+        result = SweepResult(config, empty, passes, streamed=kept.summary.summary(), n_rows=kept.rows)
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
         save_run(store, result, files=parts and parts.files(range(first_group, parts.group)))
     return result

@@ -296,33 +296,28 @@ class StreamingSummary:
     """:func:`summary` of a per-image table seen one part at a time (a sweep's Parquet parts), in memory that does
     not grow with the number of images: per group, the counts and sums each column of the summary is a ratio of,
     and the NISSIM spread as (n, mean, M2) combined part by part (Chan et al.'s pairwise update). Equal to
-    :func:`summary` of the whole table up to float round-off (tested to 1e-12)."""
+    :func:`summary` of the whole table up to float round-off (tested to 1e-12), whatever the parts: groups first
+    seen in a later part, columns that only some parts carry (NaN in the others, as in the concatenated table)."""
 
     def __init__(self) -> None:
-        self._groups: dict[tuple, np.ndarray] = {}  # group key → sums, in the order the groups first appear
+        self._sums: pd.DataFrame | None = None  # group key → sums (columns: "<summary column>:sum" / ":count")
+        self._order: dict[tuple, None] = {}  # the groups in the order they first appear
         self._spread: dict[tuple, tuple[float, float, float]] = {}  # group key → (n, mean, M2) of NISSIM
-        self._names: list[str] | None = None
-        self._extras: list[str] = []
-        self._located: list[str] = []
-        self._faithful: list[str] = []
+        self._columns: dict[str, None] = {}  # every column seen, in the order first seen
         self.rows = 0
 
     def add(self, part: pd.DataFrame) -> None:
         """Fold one part (rows of the per-image table, whole groups or not) into the sums."""
+        self._columns.update(dict.fromkeys(part.columns))
         if part.empty:
             return
-        if self._names is None:
-            self._extras = extra_comparisons(part)
-            self._located = [c for c in LOCALISATION_COLUMNS if c in part]
-            self._faithful = [c for c in FAITHFULNESS_COLUMNS if c in part]
-        terms = self._terms(part)
-        self._names = list(terms.columns)
         keys = [*GROUP, "eps"]
-        grouped = pd.concat([part[keys], terms], axis=1).groupby(keys, sort=False)
-        for key, sums in zip(grouped.groups.keys(), grouped.sum().to_numpy()):
-            self._groups[key] = self._groups[key] + sums if key in self._groups else sums
+        sums = pd.concat([part[keys], self._terms(part)], axis=1).groupby(keys, sort=False).sum()
+        self._order.update(dict.fromkeys(sums.index))
+        self._sums = sums if self._sums is None else self._sums.add(sums, fill_value=0.0)
         nissim = part[keys].assign(x=part["nissim"]).dropna(subset=["x"]).groupby(keys, sort=False)["x"]
-        for key, n, mean, var in zip(nissim.groups.keys(), nissim.count(), nissim.mean(), nissim.var(ddof=0)):
+        stats = pd.DataFrame({"n": nissim.count(), "mean": nissim.mean(), "var": nissim.var(ddof=0)})
+        for key, n, mean, var in zip(stats.index, stats["n"], stats["mean"], stats["var"]):
             self._spread[key] = _combine(self._spread.get(key, (0.0, 0.0, 0.0)), (float(n), mean, var * n))
         self.rows += len(part)
 
@@ -348,7 +343,7 @@ class StreamingSummary:
             out[f"{name}:count"] = labelled.astype(np.float64)
         out["attack_success:sum"] = (correct & flipped).astype(np.float64)
         out["attack_success:count"] = correct.astype(np.float64)
-        for name in self._extras:
+        for name in extra_comparisons(g):
             mean_of(f"mod_{name}", g[name])
         for pair in PAIRED:
             if pair[0] in g:
@@ -364,22 +359,27 @@ class StreamingSummary:
 
     def summary(self) -> pd.DataFrame:
         """The summary of everything added, as :func:`summary` gives it."""
-        located = self._located + (["moved_off"] if self._located else [])
-        columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in self._extras] + self._faithful + located
-        if not self._groups:
+        seen = pd.DataFrame(columns=list(self._columns))
+        extras = extra_comparisons(seen)
+        located = [c for c in LOCALISATION_COLUMNS if c in seen]
+        located += ["moved_off"] if located else []
+        faithful = [c for c in FAITHFULNESS_COLUMNS if c in seen]
+        columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras] + faithful + located
+        if self._sums is None:
             return pd.DataFrame(columns=columns)
-        sums = pd.DataFrame(list(self._groups.values()), columns=self._names)
-        out = pd.DataFrame(list(self._groups.keys()), columns=[*GROUP, "eps"])
-        out["n"] = sums["n"].astype(int)
+        sums = self._sums.loc[list(self._order)]
+        out = sums.index.to_frame(index=False)
+        out["n"] = sums["n"].to_numpy().astype(int)
         for column in columns[len(GROUP) + 2 :]:
             if column == "nissim_std":
-                spread = [self._spread.get(key) for key in self._groups]
+                spread = [self._spread.get(key) for key in self._order]
                 out[column] = [np.sqrt(s[2] / s[0]) if s and s[0] else np.nan for s in spread]
             elif column in ("zero_rate", "flip_rate"):
-                out[column] = sums[f"{column}:sum"] / sums["n"]
+                out[column] = (sums[f"{column}:sum"] / sums["n"]).to_numpy()
             else:
-                count = sums[f"{column}:count"]
-                out[column] = (sums[f"{column}:sum"] / count.where(count > 0)).astype(np.float64)
+                count = sums[f"{column}:count"] if f"{column}:count" in sums else pd.Series(0.0, index=sums.index)
+                total = sums[f"{column}:sum"] if f"{column}:sum" in sums else pd.Series(0.0, index=sums.index)
+                out[column] = (total / count.where(count > 0)).astype(np.float64).to_numpy()
         return out[columns]
 
 

@@ -103,7 +103,7 @@ def _random_table(n: int, seed: int = 0) -> pd.DataFrame:
 
     return pd.DataFrame({
         "model": rng.choice(["a", "b"], n), "method": "gradcam", "attack": "fgsm", "source": "a",
-        "layer": rng.choice(["l1", "l2", "l3"], n), "eps": rng.choice([0.0, 4 / 255, 8 / 255], n),
+        "layer": rng.choice(["layer4", "layer10", "conv"], n), "eps": rng.choice([0.0, 4 / 255, 8 / 255], n),
         "image_id": [f"i{i}" for i in range(n)], "label": rng.integers(-1, 4, n),
         "pred_clean": rng.integers(0, 4, n), "pred_adv": rng.integers(0, 4, n),
         "conf_clean": rng.random(n), "conf_adv": rng.random(n), "ssim": rng.random(n),
@@ -128,3 +128,14 @@ def test_the_summary_made_part_by_part_equals_the_whole_tables(part):
 
 def test_an_empty_streaming_summary_has_the_summarys_columns():
     assert list(results.StreamingSummary().summary().columns) == results.SUMMARY_COLUMNS
+
+
+def test_groups_first_seen_late_and_columns_only_some_parts_carry_are_summarised_as_in_the_whole_table():
+    table = _random_table(900, seed=1)
+    first = table[table["layer"] == "conv"].drop(columns=["topk", "hit_clean", "hit_adv"])  # conv only, fewer columns
+    rest = table[table["layer"] != "conv"]
+    streaming = results.StreamingSummary()
+    for part in (first, rest.iloc[:400], rest.iloc[400:]):
+        streaming.add(part)
+    whole = results.summary(pd.concat([first, rest], ignore_index=True))
+    pd.testing.assert_frame_equal(streaming.summary(), whole, check_exact=False, atol=1e-12, rtol=0)

@@ -86,6 +86,8 @@ def test_a_large_run_is_indexed_by_its_folder_not_copied_into_the_cache(tmp_path
     result = pipeline.sweep(config, store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
     (run,) = store.runs()
     assert run["nbytes"] == 0 and run["n_rows"] == result.n_rows == 180 and result.per_image.empty
+    with pytest.raises(GcdashError, match="in its Parquet parts"):
+        result.write(tmp_path / "out")  # would replace the parts with an empty table
     folder = (tmp_path / "out" / "per_image.parquet").resolve()
     assert {Path(f).parent for f, *_ in run["config"]["table_files"]} == {folder}
     pd.testing.assert_frame_equal(

@@ -34,16 +34,15 @@ class PixelSpaceNet(nn.Module):
 
 @contextlib.contextmanager
 def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """Run ``net`` in eval mode and restore every submodule's ``training`` flag afterwards (only those that were
-    training are touched: a model kept in eval mode, as the engine's are, costs one walk over its modules)."""
-    training = [m for m in net.modules() if m.training]
-    for module in training:
-        module.training = False
+    """Run ``net`` in eval mode and restore every submodule's ``training`` flag afterwards (also those the body
+    changed)."""
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
     try:
         yield net
     finally:
-        for module in training:
-            module.training = True
+        for module, training in modes:
+            module.training = training
 
 
 def weights_digest(net: nn.Module) -> str:

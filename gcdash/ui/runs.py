@@ -114,13 +114,13 @@ def exports(chosen: pd.DataFrame) -> None:
     """Download buttons for the ``chosen`` rows of :func:`runs_table`: their per-image rows (Parquet, CSV) and an
     HTML report of the comparison charts (all made on click)."""
     keys = list(chosen["key"])
-    for run_key in keys:  # a large run is indexed by its output folder: say so here if that is gone
-        if cache.store().get_run(run_key) == b"":
-            try:
-                pipeline.run_files(cache.store(), run_key)
-            except GcdashError as err:
-                st.error(str(err))
-                return
+    indexed = {r["key"] for r in cache.store().runs() if "table_files" in r["config"]}
+    for run_key in indexed.intersection(keys):  # a large run is indexed by its parts: say so here if they are gone
+        try:
+            pipeline.run_files(cache.store(), run_key)
+        except GcdashError as err:
+            st.error(str(err))
+            return
     key = keys[0] if len(keys) == 1 else f"{keys[0]}+{len(keys) - 1}"
     subtitle = " / ".join(f"{r.models} · {r.method} · {r.attack} · eps {r.eps}" for r in chosen.itertuples())
     st.markdown(
