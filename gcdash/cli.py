@@ -194,6 +194,7 @@ def build_config(args: argparse.Namespace):
 
 def run_sweep(args: argparse.Namespace) -> int:
     config = build_config(args)
+    import pandas as pd
     from tqdm import tqdm
 
     from gcdash import data, pipeline, results
@@ -230,7 +231,9 @@ def run_sweep(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
-    result = parts.result(config, passes, read_table=False)  # the summary: from what was written, part by part
+    summary = pd.concat([r.summary() for r in runs], ignore_index=True)  # each run's groups are its own (its source)
+    result = pipeline.SweepResult(config, runs[0].per_image.iloc[:0], passes, streamed=summary,
+                                  n_rows=sum(r.n_rows for r in runs))  # fmt: skip
     result.write(args.out, per_image=False)
     if getattr(args, "transfer", False):
         _write_transfer(result.summary(), args.out)

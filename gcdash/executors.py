@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gcdash import results
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
@@ -187,7 +186,7 @@ def ray_sweep(
     then hold them, so the driver keeps none in memory) and the passes per model. A batch whose worker dies is retried
     on another actor up to :data:`MAX_RETRIES` times, then the sweep fails with one line; finished batches are kept
     (their cells in ``store``, their rows in ``parts``)."""
-    from gcdash.engine import canonical_order
+    from gcdash import pipeline
 
     if workers < 1:
         raise GcdashError(f"--workers must be ≥ 1, got {workers}")
@@ -204,7 +203,7 @@ def ray_sweep(
                 if parts is not None:
                     parts.write(table)
                 else:
-                    frames.append(table.assign(_group=group))
+                    frames.append((group, table))
                 passes[spec.name] = passes.get(spec.name, 0) + n
                 done += int(table["image_id"].nunique())
                 if progress is not None:
@@ -214,10 +213,7 @@ def ray_sweep(
     finally:
         for actor in pool:
             ray.kill(actor)
-    if not frames:
-        return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS), passes
-    table = pd.concat(frames, ignore_index=True)
-    return canonical_order(table, "_group").drop(columns="_group"), passes
+    return pipeline.in_group_order(frames), passes
 
 
 def _stored(store: Store, results: Iterable[tuple[int, tuple]]) -> Iterable[tuple[int, tuple]]:

@@ -247,13 +247,11 @@ class Parts:
             summary.add(pd.read_parquet(file))
         return summary
 
-    def result(
-        self, config: SweepConfig, passes: dict[str, int], groups: range | None = None, read_table: bool = True
-    ) -> SweepResult:
+    def result(self, config: SweepConfig, passes: dict[str, int], groups: range | None = None) -> SweepResult:
         """The sweep whose rows are the parts of ``groups``: its summary made part by part, its per-image table
-        read back whole if ``read_table`` and only up to :data:`RUN_TABLE_ROWS` rows."""
+        read back whole only up to :data:`RUN_TABLE_ROWS` rows."""
         summary = self.summary(groups)
-        small = read_table and summary.rows <= RUN_TABLE_ROWS
+        small = summary.rows <= RUN_TABLE_ROWS
         per_image = self.read(groups) if small else pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
         return SweepResult(config, per_image, passes, streamed=summary.summary(), n_rows=summary.rows)
 
@@ -274,10 +272,10 @@ class _Kept:
         self.parts.write(frame)
         self.rows += len(frame)
         if self.frames is not None and self.rows <= RUN_TABLE_ROWS:
-            self.frames.append(frame.assign(_group=self.group))
+            self.frames.append((self.group, frame))
             return
-        for held in self.frames or []:
-            self.summary.add(held.drop(columns="_group"))
+        for _, held in self.frames or []:
+            self.summary.add(held)
         self.frames = None
         self.summary.add(frame)
 
@@ -285,17 +283,20 @@ class _Kept:
         self.group += 1
 
     def table(self) -> pd.DataFrame:
-        if not self.frames:
-            return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
-        return canonical_order(pd.concat(self.frames, ignore_index=True), "_group").drop(columns="_group")
+        return in_group_order(self.frames or [])
 
 
 def read_parts(files: Sequence[Path]) -> pd.DataFrame:
     """Parquet parts written by :class:`Parts`, as one table in the order :func:`sweep` returns rows in memory."""
-    if not files:
+    return in_group_order([(int(Path(f).name.split("-")[1]), pd.read_parquet(f)) for f in files])
+
+
+def in_group_order(frames: Sequence[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
+    """Batches of rows, each with its group (a model's or an attack's table), as one table in the order
+    :func:`sweep` returns rows in memory (:func:`~gcdash.engine.canonical_order` within each group)."""
+    if not frames:
         return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
-    groups = [int(Path(f).name.split("-")[1]) for f in files]
-    table = pd.concat([pd.read_parquet(f).assign(_group=g) for f, g in zip(files, groups)], ignore_index=True)
+    table = pd.concat([frame.assign(_group=group) for group, frame in frames], ignore_index=True)
     return canonical_order(table, "_group").drop(columns="_group")
 
 

@@ -38,11 +38,6 @@ def extra_comparisons(per_image: pd.DataFrame) -> list[str]:
     return [name for name in metrics.dissimilarities() if name != "nissim" and name in per_image.columns]
 
 
-def _mean_or_nan(values: pd.Series) -> float:
-    values = values.dropna()
-    return float(values.mean()) if len(values) else float("nan")
-
-
 def zero_maps(table: pd.DataFrame) -> pd.Series:
     """Rows whose clean or attacked map is all zero (no explanation; their dissimilarities are NaN)."""
     if "zero_clean" not in table:
@@ -50,48 +45,16 @@ def zero_maps(table: pd.DataFrame) -> pd.Series:
     return table["zero_clean"].astype(bool) | table["zero_adv"].astype(bool)
 
 
-def _summarise_group(g: pd.DataFrame, extras: Sequence[str]) -> pd.Series:
-    flipped = g["pred_adv"] != g["pred_clean"]
-    row = {
-        "n": len(g),
-        "mod": _mean_or_nan(g["nissim"]),
-        "mod_flipped": _mean_or_nan(g.loc[flipped, "nissim"]),
-        "mod_kept": _mean_or_nan(g.loc[~flipped, "nissim"]),
-        "nissim_std": float(g["nissim"].dropna().std(ddof=0)) if g["nissim"].notna().any() else float("nan"),
-        "zero_rate": float(zero_maps(g).mean()),
-        "flip_rate": float(flipped.mean()),
-        "acc_clean": metrics.accuracy(g["pred_clean"], g["label"]),
-        "acc_adv": metrics.accuracy(g["pred_adv"], g["label"]),
-        "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
-    }
-    row.update({f"mod_{name}": _mean_or_nan(g[name]) for name in extras})
-    for pair in PAIRED:  # the clean and the attacked score over the same images: those with both
-        if pair[0] in g:
-            both = g[list(pair)].dropna()
-            row.update({column: _mean_or_nan(both[column]) for column in pair})
-    if "hit_clean" in g:
-        both = g[["hit_clean", "hit_adv"]].dropna()
-        row["moved_off"] = float(((both["hit_clean"] == 1) & (both["hit_adv"] == 0)).mean()) if len(both) else np.nan
-    return pd.Series(row)
-
-
 def summary(per_image: pd.DataFrame) -> pd.DataFrame:
     """One row per (model, method, attack, source, layer, eps): n, MOD, MOD over the images whose top-1 the attack
     flipped / kept (NaN where there are none), NISSIM std, the share of pairs with an all-zero map (``zero_rate``;
     those are left out of every MOD: no explanation is not the same explanation), clean/adversarial accuracy,
-    attack success, ``mod_<name>`` for each extra comparison, and the localisation means where there are masks."""
-    extras = extra_comparisons(per_image)
-    located = [column for column in LOCALISATION_COLUMNS if column in per_image]
-    located += ["moved_off"] if located else []
-    faithful = [column for column in FAITHFULNESS_COLUMNS if column in per_image]
-    columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras] + faithful + located
-    if per_image.empty:
-        return pd.DataFrame(columns=columns)
-    keys = [*GROUP, "eps"]
-    groups = per_image.groupby(keys, sort=False)[per_image.columns.difference(keys)]
-    out = groups.apply(lambda g: _summarise_group(g, extras)).reset_index()
-    out["n"] = out["n"].astype(int)
-    return out[columns]
+    attack success, ``mod_<name>`` for each extra comparison, and the localisation means where there are masks.
+    The table in one part of a :class:`StreamingSummary`: one definition of every column, whether the table is
+    in memory or in Parquet parts."""
+    streaming = StreamingSummary()
+    streaming.add(per_image)
+    return streaming.summary()
 
 
 def vid(summary_table: pd.DataFrame) -> pd.DataFrame:
@@ -296,8 +259,9 @@ class StreamingSummary:
     """:func:`summary` of a per-image table seen one part at a time (a sweep's Parquet parts), in memory that does
     not grow with the number of images: per group, the counts and sums each column of the summary is a ratio of,
     and the NISSIM spread as (n, mean, M2) combined part by part (Chan et al.'s pairwise update). Equal to
-    :func:`summary` of the whole table up to float round-off (tested to 1e-12), whatever the parts: groups first
-    seen in a later part, columns that only some parts carry (NaN in the others, as in the concatenated table)."""
+    the whole table in one part up to float round-off (tested to 1e-12, and against a per-group pandas reference),
+    whatever the parts: groups first seen in a later part, columns that only some parts carry (NaN in the others,
+    as in the concatenated table)."""
 
     def __init__(self) -> None:
         self._sums: pd.DataFrame | None = None  # group key → sums (columns: "<summary column>:sum" / ":count")
@@ -358,7 +322,7 @@ class StreamingSummary:
         return pd.DataFrame(out, index=g.index)
 
     def summary(self) -> pd.DataFrame:
-        """The summary of everything added, as :func:`summary` gives it."""
+        """The summary of everything added (the columns :func:`summary` describes)."""
         seen = pd.DataFrame(columns=list(self._columns))
         extras = extra_comparisons(seen)
         located = [c for c in LOCALISATION_COLUMNS if c in seen]
