@@ -137,8 +137,11 @@ def test_two_processes_sweeping_into_one_cache_agree(tmp_path):
         assert p.returncode == 0, err.decode()[-2000:]
     assert main([*args, "--out", str(tmp_path / "solo"), "--cache", str(tmp_path / "solo-cache")]) == 0
     tables = [pd.read_parquet(tmp_path / d / "per_image.parquet") for d in ("p0", "p1", "solo")]
-    pd.testing.assert_frame_equal(tables[0], tables[1])
-    pd.testing.assert_frame_equal(tables[0], tables[2], atol=1e-6)
+    # Which process computes which cells, and so in batches of what size, depends on how their batches interleave;
+    # CPU convolutions round differently per batch size (~1e-7). Exact equality here flaked on a busy machine; a
+    # mixed-up cell would differ by orders of magnitude more than this tolerance.
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=False, atol=1e-5, rtol=0)
+    pd.testing.assert_frame_equal(tables[0], tables[2], check_exact=False, atol=1e-5, rtol=0)
 
 
 @pytest.mark.timeout(300)

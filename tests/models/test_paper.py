@@ -152,12 +152,17 @@ def empty_caches(tmp_path, monkeypatch):
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("name", list(EXPECTED))
-def test_offline_without_cache_is_one_clear_line(empty_caches, name):
-    start = time.monotonic()
+def test_offline_without_cache_is_one_clear_line(empty_caches, name, monkeypatch):
+    import socket
+
+    def no_network(*args, **kwargs):  # offline means no connection is even tried (no clock: CI may be busy)
+        raise AssertionError("a network connection was attempted while offline")
+
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     with pytest.raises(GcdashError) as err:
         models.load(name)  # "default" = ImageNet for the paper models
     message = str(err.value)
-    assert time.monotonic() - start < 10
     assert "\n" not in message
     assert f"ImageNet weights for {name} are not cached" in message
     assert str(empty_caches / "torch" / "hub" / "checkpoints") in message
@@ -189,7 +194,9 @@ def test_probe_is_bounded(monkeypatch):
         start = time.monotonic()
         assert not pretrained.reachable("http://127.0.0.1:9/weights.pth", timeout=0.5)  # discard port: refused
         assert not pretrained.reachable(f"http://127.0.0.1:{silent.getsockname()[1]}/weights.pth", timeout=0.5)
-        assert time.monotonic() - start < 5
+        # Two probes of 0.5 s each join within 2 s apiece: a generous bound that only an unbounded probe (the bug)
+        # can break, however busy the machine (the timeout mark stops a hang).
+        assert time.monotonic() - start < 20
 
 
 def _save_cached(module: nn.Module, url: str) -> dict[str, torch.Tensor]:
