@@ -1,4 +1,4 @@
-"""Command line: ``python -m gcdash sweep | sanity | models | methods | attacks | train-demo | cache``.
+"""Command line: ``python -m gcdash sweep | sanity | models | methods | attacks | train-demo | cache | verify``.
 
 Bad input exits 2 with one line naming the problem and the valid choices; an interrupted sweep exits 130 and
 keeps every finished cell in the cache.
@@ -7,12 +7,15 @@ keeps every finished cell in the cache.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NoReturn
 
 from gcdash.errors import Cancelled, GcdashError
+from gcdash.registry import typed_value
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -71,10 +74,16 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", type=Path, help="cache folder (default: $GCDASH_CACHE or ./cache)")
 
 
+def _is_path(text: str) -> bool:
+    """Whether ``--weights`` text is one checkpoint path, not ``name=PATH`` pairs: it exists, or a '/' comes before
+    any '=' (a model name has no '/': ``/x/a=b.pt`` is a path, ``demo-vgg=/x/a.pt`` a pair)."""
+    return "=" not in text or "/" in text.partition("=")[0] or Path(text).expanduser().exists()
+
+
 def _weights(text: str | None, model_names: list[str]) -> dict[str, str]:
     if not text:
         return {}
-    if "=" not in text:
+    if _is_path(text):
         return dict.fromkeys(model_names, text)
     parts = [p.strip() for p in text.split(",") if p.strip()]
     bad = [p for p in parts if "=" not in p]
@@ -95,11 +104,7 @@ def _typed_params(flag: str, owner: str, defaults: dict, items: Sequence[str], e
         if not sep or (name not in defaults and name not in extra):
             choices = sorted([*defaults, *extra])
             raise GcdashError(f"{flag} {item!r}: {owner} takes NAME=VALUE with NAME in {choices}")
-        kind = type(defaults.get(name, ""))
-        try:
-            params[name] = value.lower() in ("1", "true", "yes") if kind is bool else kind(value)
-        except ValueError:
-            raise GcdashError(f"{flag} {name} must be a {kind.__name__}, got {value!r}") from None
+        params[name] = typed_value(defaults.get(name, ""), value, f"{flag} {name}")
     return tuple(sorted(params.items()))
 
 
@@ -192,21 +197,64 @@ def build_config(args: argparse.Namespace):
     )
 
 
+def _device(text: str | None) -> str:
+    """The device asked for, checked whole: ``cpu:abc`` is refused here, not by a traceback at the first pass."""
+    import torch
+
+    from gcdash import pipeline
+
+    device = pipeline.resolve_device(text)
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise GcdashError(f"--device {text!r} is not a device; write cpu, cuda or cuda:N") from None
+    return device
+
+
+def _say_shortfall(samples, n: int | None, out: Path) -> None:
+    """Print what the load skipped or decided for files, counted by reason; every file goes to OUT/skipped.txt."""
+    from gcdash import data
+
+    for line in data.shortfall(samples, n):
+        print(f"gcdash: warning: {line}", file=sys.stderr)
+    listed = data.write_skip_list(samples, out / "skipped.txt")
+    if listed:
+        print(f"gcdash: warning: every such file, with its reason, is listed in {listed}", file=sys.stderr)
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     config = build_config(args)
-    import pandas as pd
+    from gcdash import manifest, pipeline
+
+    # Ray, when asked for, is started and checked before any image or model is loaded; then --out is this sweep's
+    # (the lock passes to its Parts, which give it back when the tables are written)
+    with _executor(args), manifest.FolderLock(pipeline.check_out_dir(args.out)):
+        return _run_sweep(args, config)
+
+
+def _executor(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """One Ray session for every run of a ``--executor ray`` sweep (a local Ray it starts is stopped on every exit
+    path, SIGTERM included); nothing for the local executor. The pool's numbers are checked either way."""
+    from gcdash import executors
+
+    executors.check_pool(args.workers, args.gpus_per_worker)
+    if args.executor != "ray":
+        return contextlib.nullcontext()
+    return executors.ray_session(args.ray_address, args.workers, args.gpus_per_worker)
+
+
+def _run_sweep(args: argparse.Namespace, config) -> int:
     from tqdm import tqdm
 
-    from gcdash import data, pipeline, results
+    from gcdash import pipeline
     from gcdash.store import Store
 
-    device = pipeline.resolve_device(args.device)
+    device = _device(args.device)
     pipeline.check_out_dir(args.out)
     store = Store(args.cache)
     store.check()
     samples = pipeline.load_samples(config)
-    for line in data.shortfall(samples, config.data.n):
-        print(f"gcdash: warning: {line}", file=sys.stderr)
+    _say_shortfall(samples, config.data.n, args.out)
     handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
     for line in pipeline.check_inputs(config, samples, handles):
         print(f"gcdash: warning: {line}", file=sys.stderr)
@@ -220,7 +268,7 @@ def run_sweep(args: argparse.Namespace) -> int:
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
-    runs, parts = [], pipeline.Parts(args.out)  # rows reach the disk batch by batch
+    runs, parts = [], pipeline.Parts(args.out)  # rows reach the disk batch by batch; --out is locked till the end
     try:
         for i, each in enumerate(configs):
             offset = i * len(samples) * len(config.models)
@@ -228,19 +276,45 @@ def run_sweep(args: argparse.Namespace) -> int:
                 args, each, store, device, handles, samples, parts,
                 lambda done, total, what, o=offset: progress(o + done, total, what),
             ))  # fmt: skip
+        bar.close()
+        result = _joined(config, runs)
+        result.write(args.out, per_image=False, parts=parts)  # the summary and, last, the manifest
+        if getattr(args, "transfer", False):
+            _write_transfer(result.summary(), args.out)
     finally:
         bar.close()
-    passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
-    summary = pd.concat([r.summary() for r in runs], ignore_index=True)  # each run's groups are its own (its source)
-    result = pipeline.SweepResult(config, runs[0].per_image.iloc[:0], passes, streamed=summary,
-                                  n_rows=sum(r.n_rows for r in runs))  # fmt: skip
-    result.write(args.out, per_image=False)
-    if getattr(args, "transfer", False):
-        _write_transfer(result.summary(), args.out)
-    table = results.mod_vid_table(result.summary())
+        parts.close()
+    table = _printed_table(result.summary())
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
     print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({result.n_rows} rows)")
     return 0
+
+
+def _printed_table(summary):
+    """The MOD/VID table with each extra comparison's MOD per eps (``mod_<name>@eps``) beside the MODs."""
+    from gcdash import metrics, results
+    from gcdash.config import eps_text
+
+    table = results.mod_vid_table(summary)
+    positive = summary[summary["eps"] > 0] if (summary["eps"] > 0).any() else summary
+    for column in (f"mod_{name}" for name in metrics.dissimilarities() if f"mod_{name}" in summary.columns):
+        wide = positive.pivot_table(index=results.GROUP, columns="eps", values=column, sort=False, dropna=False)
+        wide.columns = [f"{column}@{eps_text(e)}" for e in wide.columns]
+        table = table.merge(wide.reset_index(), on=results.GROUP, how="left")
+    vids = [c for c in table.columns if c.startswith("vid")]
+    return table[[c for c in table.columns if c not in vids] + vids]
+
+
+def _joined(config, runs):
+    """The runs of one sweep (one per transfer source) as one result: their summaries joined, passes added."""
+    import pandas as pd
+
+    from gcdash import pipeline
+
+    passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
+    summary = pd.concat([r.summary() for r in runs], ignore_index=True)  # each run's groups are its own (its source)
+    return pipeline.SweepResult(config, runs[0].per_image.iloc[:0], passes, streamed=summary,
+                                n_rows=sum(r.n_rows for r in runs))  # fmt: skip
 
 
 def _sweep_one(args, config, store, device, handles, samples, parts, progress):
@@ -256,7 +330,7 @@ def _sweep_one(args, config, store, device, handles, samples, parts, progress):
         )  # fmt: skip
         result = parts.result(config, passes, range(first, parts.group))  # the table too, for the Runs page
         if not store.read_only:
-            pipeline.save_run(store, result, files=parts.files(range(first, parts.group)))  # listed on the Runs page
+            pipeline.save_run(store, result, files=parts.written(range(first, parts.group)))  # on the Runs page
         return result
     return pipeline.sweep(
         config, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
@@ -266,11 +340,15 @@ def _sweep_one(args, config, store, device, handles, samples, parts, progress):
 
 def _write_transfer(summary, out: Path) -> None:
     """``transfer.csv`` (source, model, eps, accuracy, flip rate, MOD) and the MOD matrix of each eps > 0, printed."""
-    from gcdash import results
+    from gcdash import manifest, results
     from gcdash.config import eps_text
 
     columns = ["source", "model", "layer", "eps", "n", "acc_clean", "acc_adv", "flip_rate", "mod"]
-    summary[summary["eps"] > 0][columns].to_csv(out / "transfer.csv", index=False)
+    try:
+        summary[summary["eps"] > 0][columns].to_csv(out / "transfer.csv", index=False)
+        manifest.add(out, "transfer.csv")
+    except OSError as err:
+        raise manifest.out_error(out, err) from None
     for eps in sorted(e for e in summary["eps"].unique() if e > 0):
         for value, what in (("acc_adv", "adversarial top-1"), ("mod", "MOD")):
             matrix = results.transfer_matrix(summary, eps, value)
@@ -291,11 +369,10 @@ def run_sanity(args: argparse.Namespace) -> int:
 
     from gcdash import data, pipeline, sanity
 
-    device = pipeline.resolve_device(args.device)
+    device = _device(args.device)
     pipeline.check_out_dir(args.out)
     samples = pipeline.load_samples(config)
-    for line in data.shortfall(samples, config.data.n):
-        print(f"gcdash: warning: {line}", file=sys.stderr)
+    _say_shortfall(samples, config.data.n, args.out)
     handles = pipeline.load_handles(config, device)
     tables = []
     for spec in config.models:
@@ -339,7 +416,8 @@ def list_attacks(args: argparse.Namespace) -> int:
     rows = [("attack", "name", "parameters", "cost")]
     for name in attacks.names():
         a = attacks.get(name)
-        params = ", ".join([*(f"{k}={v}" for k, v in a.defaults.items()), *(["source=MODEL"] if a.uses_model else [])])
+        shown = [f"{k}={a.shown_defaults.get(k, v)}" for k, v in a.defaults.items()]
+        params = ", ".join([*shown, *(["source=MODEL"] if a.uses_model else [])])
         rows.append((name, a.label, params or "-", a.cost()))
     _columns(rows)
     return 0
@@ -358,6 +436,23 @@ def list_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify_command(args: argparse.Namespace) -> int:
+    """One line OK, or one line per problem and exit 1: the parts missing, extra or changed, their row counts, the
+    CSVs beside them and whether ``summary.csv`` counts the rows the table has."""
+    from gcdash import manifest
+
+    if not args.dir.is_dir():
+        raise GcdashError(f"{args.dir} is not a folder; give the folder a sweep wrote (its --out)")
+    problems = manifest.verify(args.dir)
+    for line in problems:
+        print(f"{args.dir}: {line}")
+    if problems:
+        return 1
+    doc = manifest.load(args.dir)
+    print(f"{args.dir}: OK ({doc['rows']} rows in {len(doc['parts'])} part(s), {', '.join(doc['files'])} as written)")
+    return 0
+
+
 def cache_command(args: argparse.Namespace) -> int:
     from gcdash.store import Store
 
@@ -367,10 +462,9 @@ def cache_command(args: argparse.Namespace) -> int:
         print(f"cleared {store.path}")
         return 0
     print(f"{store.path}: {store.size_bytes() / 1e6:.1f} MB")
-    for row in store.usage():
-        print(
-            f"  model {row['model'][:12]}  {row['kind']:10s} {row['entries']:7d} entries {row['nbytes'] / 1e6:8.2f} MB"
-        )
+    rows = [(r["model"], r["kind"], str(r["entries"]), f"{r['nbytes'] / 1e6:.2f} MB") for r in store.usage()]
+    if rows:
+        _columns([("model", "kind", "entries", "size"), *rows])  # model names whole, however long
     return 0
 
 
@@ -406,11 +500,23 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         lambda p: (p.add_argument("action", choices=["info", "clear"]), p.add_argument("--cache", type=Path)),
         cache_command,
     ),
+    "verify": (
+        "check a sweep's --out folder against its manifest: parts, their rows and checksums, summary.csv",
+        lambda p: p.add_argument("dir", type=Path, help="the folder a sweep wrote (--out)"),
+        verify_command,
+    ),
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, ``gcdash: error: … (see PROG --help)`` and exit 2, not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gcdash: error: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m gcdash", description=__doc__.splitlines()[0].replace("``", ""))
+    top = _Parser(prog="python -m gcdash", description=__doc__.splitlines()[0].replace("``", ""))
     sub = top.add_subparsers(dest="command", required=True)
     for name, (help_text, configure, _) in COMMANDS.items():
         configure(sub.add_parser(name, help=help_text, description=help_text))

@@ -21,10 +21,11 @@ Params = tuple[tuple[str, Any], ...]
 
 def parse_eps(text: str) -> tuple[float, ...]:
     """``"0,1/255,0.008"`` → sorted unique floats ≥ 0 (fractions allowed)."""
-    values = []
+    values, typed = [], {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         try:
             values.append(float(Fraction(part)))
+            typed.setdefault(values[-1], part)  # messages quote the value as the user wrote it
         except (ValueError, ZeroDivisionError):
             raise GcdashError(f"eps {part!r} is not a number (use e.g. 0.004 or 4/255)") from None
         except OverflowError:
@@ -33,10 +34,10 @@ def parse_eps(text: str) -> tuple[float, ...]:
         raise GcdashError("give at least one eps value, e.g. --eps 4/255,8/255")
     bad = [v for v in values if v < 0]
     if bad:
-        raise GcdashError(f"eps must be ≥ 0, got {bad[0]}")
+        raise GcdashError(f"eps must be ≥ 0, got {typed[bad[0]]}")
     big = [v for v in values if v > MAX_EPS]
     if big:
-        raise GcdashError(f"eps {big[0]:g} is above {MAX_EPS:g}: an L∞ budget on [0, 1] pixels cannot exceed 1")
+        raise GcdashError(f"eps {typed[big[0]]} is above {MAX_EPS:g}: an L∞ budget on [0, 1] pixels cannot exceed 1")
     return tuple(sorted(set(values)))
 
 

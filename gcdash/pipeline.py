@@ -7,6 +7,7 @@ the store is read, not recomputed; whatever finished before a failure or a cance
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -17,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gcdash import data, models, results
+from gcdash import data, manifest, models, results
 from gcdash.config import AttackConfig, SweepConfig
 from gcdash.data import Samples
 from gcdash.engine import ModelEngine, ShouldStop, canonical_order
@@ -66,21 +67,39 @@ class SweepResult:
     def vid(self) -> pd.DataFrame:
         return results.vid(self.summary())
 
-    def write(self, out_dir, per_image: bool = True) -> None:
-        """``per_image.parquet`` (unless it was streamed there as :class:`Parts`), ``summary.csv`` and ``vid.csv``
-        into ``out_dir`` (created if needed)."""
+    def write(self, out_dir, per_image: bool = True, parts: Parts | None = None) -> None:
+        """``per_image.parquet`` (unless it was streamed there as :class:`Parts`: give them as ``parts``, whose
+        checksums were taken as they were written), ``summary.csv``, ``vid.csv`` and, last, ``manifest.json``
+        (:mod:`gcdash.manifest`) into ``out_dir`` (created if needed). A full disk is one line."""
         out = check_out_dir(out_dir)
         summary = self.summary()
         if per_image and self.per_image.empty and self.n_rows:
             raise GcdashError(f"this sweep's {self.n_rows} rows are in its Parquet parts, not in memory; write it with "
                               "per_image=False (its per_image.parquet is already written)")  # fmt: skip
-        if per_image:
-            target = out / "per_image.parquet"
-            if target.is_dir():
-                shutil.rmtree(target)
-            self.per_image.to_parquet(target, index=False)
-        summary.to_csv(out / "summary.csv", index=False)
-        results.vid(summary).to_csv(out / "vid.csv", index=False)
+        held = contextlib.nullcontext() if parts is not None else manifest.FolderLock(out)  # parts hold it already
+        with held:
+            self._write_tables(out, summary, per_image, parts)
+
+    def _write_tables(self, out: Path, summary: pd.DataFrame, per_image: bool, parts: Parts | None) -> None:
+        try:
+            (out / manifest.NAME).unlink(missing_ok=True)  # until the new one is written, the folder is unverified
+            if per_image:
+                table = [self._write_table(out / manifest.TABLE)]
+            else:
+                table = parts.written() if parts is not None else manifest.scan(out)
+            summary.to_csv(out / "summary.csv", index=False)
+            results.vid(summary).to_csv(out / "vid.csv", index=False)
+            manifest.write(out, table, ["summary.csv", "vid.csv"])
+        except OSError as err:
+            raise manifest.out_error(out, err) from None
+
+    def _write_table(self, target: Path) -> manifest.Part:
+        """The per-image table as one Parquet file at ``target`` (replacing a folder of parts), as recorded."""
+        if target.is_dir():
+            shutil.rmtree(target)
+        data = parquet_bytes(self.per_image)
+        target.write_bytes(data)
+        return manifest.Part.of(target, data, len(self.per_image))
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
@@ -135,6 +154,15 @@ def check_labels(handle: ModelHandle, samples: Samples) -> None:
         )
 
 
+def model_samples(handle: ModelHandle, samples: Samples, name: str | None = None) -> Samples:
+    """``samples`` labelled for ``handle``: the one labelling rule (:func:`gcdash.data.align_labels`: a class
+    name maps to the model's class of that name, a class it lacks is unlabelled, -1), then checked. Every table,
+    the CLI's and the pages' (gallery included), is computed from samples passed through here."""
+    aligned, _ = data.align_labels(samples, handle.class_names, name or handle.name)
+    check_labels(handle, aligned)
+    return aligned
+
+
 def check_inputs(config: SweepConfig, samples: Samples, handles: Mapping[str, ModelHandle]) -> list[str]:
     """Everything about the inputs that can be checked before any model pass; returns lines for people (classes
     of the data that a model does not have)."""
@@ -185,8 +213,7 @@ def model_table(
     used by the CLI, :func:`sweep` and the pages. With ``sink`` each batch's rows go to it as they are made and
     the returned table is empty (nothing is kept in memory)."""
     name = model or handle.name
-    samples, _ = data.align_labels(samples, handle.class_names, name)
-    check_labels(handle, samples)
+    samples = model_samples(handle, samples, name)
     engine = ModelEngine.from_config(handle, store, config, batch_size, handles, keep_maps)
     if sink is not None:
         for rows in engine.rows(samples, config.eps, config.layers, progress, should_stop):
@@ -211,40 +238,73 @@ class Parts:
     """``DIR/per_image.parquet`` as a folder of Parquet parts, one per finished batch, each written whole (a
     temporary name, then a rename) as soon as its batch is done: a killed sweep loses at most the batch in flight,
     and ``pandas.read_parquet(DIR/per_image.parquet)`` reads the folder as one table. A new sweep starts it empty
-    (a rerun after a kill rewrites it from the cache, making no model pass for the finished batches)."""
+    (a rerun after a kill rewrites it from the cache, making no model pass for the finished batches), after
+    taking the folder's lock (:class:`~gcdash.manifest.FolderLock`, held until :meth:`close` or the process ends;
+    a use as a context manager closes it) and removing an earlier sweep's summary and manifest. Each part's rows
+    and checksum are recorded as it is written and checked whenever it is read back."""
 
-    NAME = "per_image.parquet"
+    NAME = manifest.TABLE
 
     def __init__(self, out_dir: str | Path) -> None:
-        self.path = check_out_dir(out_dir) / self.NAME
-        if self.path.is_dir():
-            shutil.rmtree(self.path)
-        elif self.path.exists():
-            self.path.unlink()
-        self.path.mkdir()
-        self.count, self.group = 0, 0
+        out = check_out_dir(out_dir)
+        self.lock = manifest.FolderLock(out)  # another sweep into this folder is refused, in one line
+        self.path = out / self.NAME
+        try:
+            manifest.clear_stale(out)
+            if self.path.is_dir():
+                shutil.rmtree(self.path)
+            elif self.path.exists():
+                self.path.unlink()
+            self.path.mkdir()
+        except OSError as err:
+            self.close()
+            raise manifest.out_error(out, err) from None
+        self.count, self.group, self._written = 0, 0, []
+
+    def __enter__(self) -> Parts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Give the folder back (the parts stay)."""
+        self.lock.release()
 
     def next_group(self) -> None:
         """The parts written from now on are another model's (or another attack's) table."""
         self.group += 1
 
     def write(self, frame: pd.DataFrame) -> None:
+        """One part, whole (a temporary name, then a rename), its checksum recorded; a full disk is one line."""
+        if not self.lock.held:
+            raise GcdashError(f"--out {self.path.parent} is no longer this sweep's (closed, or taken by a newer one)")
         name = f"part-{self.group:04d}-{self.count:06d}.parquet"
         tmp = self.path / f".{name}.tmp"
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, self.path / name)
+        try:
+            data = parquet_bytes(frame)
+            tmp.write_bytes(data)
+            os.replace(tmp, self.path / name)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise manifest.out_error(self.path.parent, err) from None
+        self._written.append((self.group, manifest.Part.of(self.path / name, data, len(frame))))
         self.count += 1
+
+    def written(self, groups: range | None = None) -> list[manifest.Part]:
+        """The parts written (those of ``groups``), in the order they were written, with their checksums."""
+        return [part for group, part in self._written if groups is None or group in groups]
 
     def files(self, groups: range | None = None) -> list[Path]:
         """The parts written (those of ``groups``), in the order they were written."""
-        files = sorted(self.path.glob("part-*.parquet"))
-        return files if groups is None else [f for f in files if int(f.name.split("-")[1]) in groups]
+        return [Path(part.path) for part in self.written(groups)]
 
     def summary(self, groups: range | None = None) -> results.StreamingSummary:
-        """The summary of the parts (those of ``groups``), read one part at a time."""
+        """The summary of the parts (those of ``groups``), read one part at a time, each checked."""
         summary = results.StreamingSummary()
-        for file in self.files(groups):
-            summary.add(pd.read_parquet(file))
+        for part in self.written(groups):
+            summary.add(manifest.read_part(part))
         return summary
 
     def result(self, config: SweepConfig, passes: dict[str, int], groups: range | None = None) -> SweepResult:
@@ -257,7 +317,7 @@ class Parts:
 
     def read(self, groups: range | None = None) -> pd.DataFrame:
         """Every part (or those of ``groups``), in the order :func:`sweep` would have returned the rows in memory."""
-        return read_parts(self.files(groups))
+        return read_parts(self.written(groups))
 
 
 class _Kept:
@@ -286,9 +346,31 @@ class _Kept:
         return in_group_order(self.frames or [])
 
 
-def read_parts(files: Sequence[Path]) -> pd.DataFrame:
-    """Parquet parts written by :class:`Parts`, as one table in the order :func:`sweep` returns rows in memory."""
-    return in_group_order([(int(Path(f).name.split("-")[1]), pd.read_parquet(f)) for f in files])
+def read_parts(files: Sequence[Path | manifest.Part]) -> pd.DataFrame:
+    """Parquet parts written by :class:`Parts`, as one table in the order :func:`sweep` returns rows in memory.
+    Each is checked: a :class:`~gcdash.manifest.Part` against its checksum, a path against its folder's manifest
+    where there is one (one line for a part it does not list or that does not match it)."""
+    listed: dict[Path, dict[str, manifest.Part] | None] = {}
+    frames = []
+    for file in files:
+        part = file if isinstance(file, manifest.Part) else _listed_part(Path(file), listed)
+        frame = manifest.read_part(part) if part is not None else pd.read_parquet(file)
+        frames.append((int(Path(getattr(file, "path", file)).name.split("-")[1]), frame))
+    return in_group_order(frames)
+
+
+def _listed_part(file: Path, listed: dict[Path, dict[str, manifest.Part] | None]) -> manifest.Part | None:
+    """``file`` as its output folder's manifest lists it (None without a manifest: a sweep still writing)."""
+    if file.resolve().parent.name != manifest.TABLE:  # not in a sweep's output folder: nothing to check it against
+        return None
+    out = file.resolve().parent.parent
+    if out not in listed:
+        listed[out] = manifest.listed(out)
+    if listed[out] is None:
+        return None
+    if str(file.resolve()) not in listed[out]:
+        raise GcdashError(f"{file} is not listed in {out / manifest.NAME}: it was added after that sweep")
+    return listed[out][str(file.resolve())]
 
 
 def in_group_order(frames: Sequence[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
@@ -351,7 +433,7 @@ def sweep(
         empty = pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
         result = SweepResult(config, empty, passes, streamed=kept.summary.summary(), n_rows=kept.rows)
     if not store.read_only:  # a read-only cache serves the sweep; only the Runs page's index is not written
-        save_run(store, result, files=parts and parts.files(range(first_group, parts.group)))
+        save_run(store, result, files=parts and parts.written(range(first_group, parts.group)))
     return result
 
 
@@ -360,45 +442,57 @@ def sweep(
 RUN_TABLE_ROWS = 1_000_000
 
 
-def save_run(store: Store, result: SweepResult, files: Sequence[Path] | None = None) -> None:
-    """Index the run in the store for the Runs page: its config and per-image table as Parquet, or, for a table of
-    more than :data:`RUN_TABLE_ROWS` rows written as the Parquet parts ``files``, where they are (with each one's
-    size and time, so a part rewritten by a later sweep is noticed)."""
+def save_run(store: Store, result: SweepResult, files: Sequence[manifest.Part] | None = None) -> None:
+    """Index the run in the store for the Runs page: its config and per-image table as Parquet (the store keeps a
+    CRC of both), or, for a table of more than :data:`RUN_TABLE_ROWS` rows written as the Parquet parts
+    ``files`` (:meth:`Parts.written`), where they are with each one's size, rows and SHA-256, so that a part
+    damaged or rewritten by a later sweep is refused when read."""
     config = result.config.to_dict()
     if files and result.n_rows > RUN_TABLE_ROWS:
-        config["table_files"] = [[str(Path(f).resolve()), *_stamp(f)] for f in files]
+        config["table_files"] = [[p.path, p.size, p.rows, p.sha256] for p in files]
         store.put_run(result.config.key(), config, b"", result.n_rows, 0)
         return
+    table = parquet_bytes(result.per_image)
+    store.put_run(result.config.key(), config, table, len(result.per_image), len(table))
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` as Parquet bytes (the bytes ``frame.to_parquet(path, index=False)`` would write)."""
     buf = io.BytesIO()
-    result.per_image.to_parquet(buf, index=False)
-    store.put_run(result.config.key(), config, buf.getvalue(), len(result.per_image), buf.tell())
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
 
 
 def load_run(store: Store, key: str) -> pd.DataFrame | None:
-    """A run's per-image table (None if the run is unknown); one clear error if it was indexed by a folder that
-    is gone."""
-    blob = store.get_run(key)
-    if blob is None:
+    """A run's per-image table (None if the run is unknown), checked: its stored copy against its CRC, or each of
+    its parts against its checksum; one clear error if either is damaged or a part is gone."""
+    stored = store.get_run(key)
+    if stored is None:
         return None
+    config, blob = stored
     if blob:
         return pd.read_parquet(io.BytesIO(blob))
-    return read_parts(run_files(store, key))
+    return read_parts(run_parts(config, key))
 
 
-def run_files(store: Store, key: str) -> list[str]:
-    """The Parquet parts a large run was indexed by (:func:`save_run`), checked: one clear error if any is gone
-    or was rewritten by a later sweep (another size or time)."""
-    files = next((r["config"].get("table_files", []) for r in store.runs() if r["key"] == key), [])
-    changed = [f for f, *stamp in files if not Path(f).exists() or list(_stamp(f)) != stamp]
-    if changed or not files:
+def check_run(store: Store, key: str) -> None:
+    """What :func:`load_run` checks short of reading a large run's parts (for the Runs page, before it offers a
+    download): the stored copy against its CRC, or each part there and of its size. One clear error if not."""
+    stored = store.get_run(key)
+    if stored is not None and not stored[1]:
+        run_parts(stored[0], key)
+
+
+def run_parts(config: Mapping, key: str) -> list[manifest.Part]:
+    """The parts listed in a large run's ``config``, each there and of its size (one clear error if not)."""
+    entries = config.get("table_files", [])
+    if any(len(entry) != 4 for entry in entries):
+        raise GcdashError(f"run {key}'s parts were indexed without checksums (an older gcdash); sweep it again")
+    parts = [manifest.Part(*entry) for entry in entries]
+    changed = [p.path for p in parts if not Path(p.path).is_file() or Path(p.path).stat().st_size != p.size]
+    if changed or not parts:
         where = Path(changed[0]).parent if changed else "its output folder"
         raise GcdashError(
             f"run {key}'s per-image table in {where} is gone or was rewritten by a later sweep; sweep it again"
         )
-    return [f for f, *_ in files]
-
-
-def _stamp(file: str | Path) -> tuple[int, int]:
-    """A file's size and modification time (ns): what tells a part apart from a later one of the same name."""
-    stat = Path(file).stat()
-    return stat.st_size, stat.st_mtime_ns
+    return parts

@@ -419,16 +419,17 @@ def with_floor(fig: go.Figure, floors: dict[str, float]) -> go.Figure:
 
 def floor_vs_depth(fig: go.Figure, floor: pd.DataFrame) -> go.Figure:
     """The sanity floor per layer (``model``, ``layer``, ``nissim``) as dotted lines in every panel of
-    :func:`mod_vs_depth`."""
+    :func:`mod_vs_depth`: one legend entry per model (a click on it hides that floor in every panel)."""
     table = layer_depth(floor)
     colors = _colors(list(dict.fromkeys(table["model"])))
     for model, g in table.sort_values("depth").groupby("model", sort=False):
         fig.add_trace(
             go.Scatter(
                 x=g["depth"], y=g["nissim"], mode="lines", line=dict(dash="dot", color=colors[model]),
-                name=f"{model}: {FLOOR_NAME}", legendgroup=f"floor-{model}", showlegend=True,
+                name=f"{model}: {FLOOR_NAME}", legendgroup=f"floor-{model}", showlegend=False,
                 customdata=g[["layer"]].to_numpy(), hovertemplate="%{customdata[0]}: floor %{y:.3f}<extra></extra>",
             ),
             row="all", col="all",
         )  # fmt: skip
+        next(t for t in fig.data if t.legendgroup == f"floor-{model}").showlegend = True  # the first panel's copy
     return fig

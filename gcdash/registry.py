@@ -45,11 +45,34 @@ class Registry(Generic[T]):
         return iter(self._entries)
 
 
-def _typed(default: Any, value: Any) -> Any:
-    """``value`` as the type of ``default`` (a bool from text: "1", "true", "yes" are True)."""
+TRUE_WORDS = ("true", "1", "yes")
+FALSE_WORDS = ("false", "0", "no")
+KIND_WORDS = {bool: "true or false (or yes/no, 1/0)", int: "an integer", float: "a number", str: "text"}
+
+
+def parse_bool(value: Any, name: str = "value") -> bool:
+    """``value`` as a bool: True/False themselves, or the words of :data:`TRUE_WORDS` / :data:`FALSE_WORDS` (any
+    case); anything else is refused, not read as False."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise GcdashError(f"{name} must be {KIND_WORDS[bool]}, got {str(value)!r}")
+
+
+def typed_value(default: Any, value: Any, name: str = "value") -> Any:
+    """``value`` as the type of ``default``: the one place parameters from text are typed (the CLI and every
+    ``params()``); a value that is not of that type is refused with one line naming ``name``."""
     if isinstance(default, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-    return type(default)(value) if isinstance(default, int | float | str) else value
+        return parse_bool(value, name)
+    if not isinstance(default, int | float | str):
+        return value
+    try:
+        return type(default)(value)
+    except (TypeError, ValueError):
+        what = KIND_WORDS.get(type(default), f"a {type(default).__name__}")
+        raise GcdashError(f"{name} must be {what}, got {str(value)!r}") from None
 
 
 class Configurable:
@@ -68,10 +91,10 @@ class Configurable:
             raise GcdashError(
                 f"{self.kind} {self.name} has no parameter {sorted(unknown)[0]!r}; it takes: {self.takes()}"
             )
-        try:
-            params = {k: _typed(v, overrides[k]) if k in overrides else v for k, v in self.defaults.items()}
-        except (TypeError, ValueError) as err:
-            raise GcdashError(f"{self.kind} {self.name}: a parameter has the wrong type ({err})") from None
+        params = {
+            k: typed_value(v, overrides[k], f"{self.kind} {self.name} {k}") if k in overrides else v
+            for k, v in self.defaults.items()
+        }
         self.check(params)
         return params
 

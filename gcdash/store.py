@@ -4,6 +4,8 @@
 - Arrays are stored as ``.npy`` bytes with a CRC; they are read with ``allow_pickle=False`` — nothing is
   ever unpickled. Scalars carry a CRC of their key and their float64 bytes. An entry that does not check out is
   dropped and reported as a miss (recomputed). Non-finite values (NaN, inf) are refused: they never enter.
+- A run's stored table (the Runs page's copy) carries a CRC of its key, config and bytes; a damaged one is refused
+  with one line, not served.
 - A cache that cannot be written (a read-only folder, ``read_only=True``) still serves reads; a write to it, a full
   disk or a path that is not a folder is one :class:`~gcdash.errors.GcdashError` naming the cache.
 - Writes go in transactions (WAL journal), so a killed sweep leaves no entry that reads as valid, and several
@@ -40,7 +42,7 @@ CREATE TABLE IF NOT EXISTS arrays (key TEXT PRIMARY KEY, kind TEXT, model TEXT, 
                                    created REAL, blob BLOB);
 CREATE TABLE IF NOT EXISTS scalars (key TEXT PRIMARY KEY, kind TEXT, model TEXT, value REAL, crc INTEGER);
 CREATE TABLE IF NOT EXISTS runs (key TEXT PRIMARY KEY, created REAL, config TEXT, n_rows INTEGER, nbytes INTEGER,
-                                 blob BLOB);
+                                 blob BLOB, crc INTEGER);
 """
 _CHUNK = 500  # keys per SELECT ... IN (...)
 _PUT_ARRAY = "INSERT OR REPLACE INTO arrays VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -74,6 +76,11 @@ def decode(blob: bytes) -> np.ndarray:
 def scalar_crc(key: str, value: float) -> int:
     """CRC-32 of a scalar's key and its float64 bytes: a flipped bit in either is a mismatch."""
     return zlib.crc32(key.encode() + struct.pack("<d", value))
+
+
+def run_crc(key: str, config: str, blob: bytes) -> int:
+    """CRC-32 of a run's key, config text and stored table: a flipped bit in any is a mismatch."""
+    return zlib.crc32(blob, zlib.crc32(f"{key}\n{config}\n".encode()))
 
 
 def check_finite(kind: str, values: Iterable[float | np.ndarray]) -> None:
@@ -284,12 +291,26 @@ class Store:
 
     # -- runs ---------------------------------------------------------------------------------------------
     def put_run(self, key: str, config: Mapping, table_bytes: bytes, n_rows: int, nbytes: int) -> None:
-        row = (key, time.time(), json.dumps(config, sort_keys=True), n_rows, nbytes, table_bytes)
-        self._write("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", [row])
+        text = json.dumps(config, sort_keys=True)
+        row = (key, time.time(), text, n_rows, nbytes, table_bytes, run_crc(key, text, table_bytes))
+        self._write("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", [row])
 
-    def get_run(self, key: str) -> bytes | None:
-        rows = self._select("SELECT key, blob FROM runs WHERE key IN ({})", [key])
-        return rows[0][1] if rows else None
+    def get_run(self, key: str) -> tuple[dict, bytes] | None:
+        """A run's config and stored table (None if unknown), checked against their CRC: a damaged one is one
+        clear error (re-sweeping the run rebuilds it from the cached cells, with no model pass)."""
+        try:
+            rows = self._select("SELECT config, blob, crc FROM runs WHERE key IN ({})", [key])
+        except sqlite3.OperationalError as err:  # a read-only cache from before run tables had a CRC
+            if "no such column" not in str(err):
+                raise
+            rows = [(c, b, None) for c, b in self._select("SELECT config, blob FROM runs WHERE key IN ({})", [key])]
+        if not rows:
+            return None
+        text, blob, crc = rows[0]
+        if crc is None or run_crc(key, text, blob) != crc:
+            why = "was stored without a checksum" if crc is None else "is damaged (its checksum does not match)"
+            raise GcdashError(f"run {key[:12]}'s stored table in {self.path} {why}; sweep it again to rebuild it")
+        return json.loads(text), blob
 
     def runs(self) -> list[dict]:
         """Saved runs, newest first: key, created, config (dict), n_rows, nbytes (cell bytes they use)."""
@@ -355,8 +376,13 @@ class Store:
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Caches written before scalars had a CRC: their scalars (keys of an older schema) are dropped."""
+    """Caches written before scalars had a CRC: their scalars (keys of an older schema) are dropped. Before run
+    tables had one: the column is added (those runs are refused until swept again)."""
     columns = [row[1] for row in conn.execute("PRAGMA table_info(scalars)")]
     if columns and "crc" not in columns:
         with conn:
             conn.execute("DROP TABLE scalars")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    if columns and "crc" not in columns:
+        with conn:
+            conn.execute("ALTER TABLE runs ADD COLUMN crc INTEGER")

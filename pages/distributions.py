@@ -18,8 +18,15 @@ st.caption(
 
 
 def open_in_gallery(image_id: str, model: str, eps: float, layer: str) -> None:
-    """Show this image, model, eps and layer in the gallery."""
+    """Show this image, model, eps and layer in the gallery. The gallery's eps is the sidebar's, which the Overview
+    and the reports use too: a change to it is said."""
+    before = values.get("eps1")
     values.request(image=image_id, gmodel=model, eps1=eps_text(eps), **{f"g.layer.{model}": layer})
+    if before != eps_text(eps):
+        values.note(
+            "eps1", f"Gallery eps set to {eps_text(eps)} (was {before}) to open this image: it is the sidebar's, so "
+            "the Overview and the reports use it too.",
+        )  # fmt: skip
     st.switch_page(page.GALLERY)
 
 

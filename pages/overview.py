@@ -5,20 +5,21 @@ whose explanation moved most."""
 import pandas as pd
 import streamlit as st
 
-from gcdash import results
+from gcdash import cams, results
 from gcdash.config import eps_text
 from gcdash.ui import cache, gallery, page, run
 from gcdash.ui.text import plain
 
 st.title("What an attack does to the explanations")
-st.caption(
-    "A CNN's explanation (a Grad-CAM heatmap: where the network looks to decide) should not change much when an "
-    "image is changed imperceptibly. Here each image is attacked (every pixel moved by at most eps), explained "
-    "before and after, and the two heatmaps are compared: MOD is 0 when they are the same, 1 when opposite."
-)
 
 with page.guard():
     sel = page.selection()
+    st.caption(
+        f"A CNN's explanation (a heatmap of where the network looks to decide, here by "
+        f"{plain(cams.get(sel.method).label)}) should not change much when an image is changed imperceptibly. Here "
+        "each image is attacked (every pixel moved by at most eps), explained before and after, and the two heatmaps "
+        "are compared: MOD is 0 when they are the same, 1 when opposite."
+    )
     run.require_models(sel)
     story = (0.0, sel.gallery_eps)  # one eps tells the story (and costs a third of the full set on a cold cache)
     table = run.per_image(sel, attacks=run.with_noise_control(sel), eps=story)
@@ -30,9 +31,9 @@ with page.guard():
     st.markdown("\n".join(f"- {plain(line)}" for line in results.takeaway(summary, eps)))
 
     if eps is not None:
-        attacked = summary[(summary["eps"] == eps) & (summary["attack"] != "noise")].groupby("model").tail(1)
+        attacked = results.story_rows(summary, eps)  # the noise control itself when it is the attack
         noise = summary[(summary["eps"] == eps) & (summary["attack"] == "noise")].groupby("model").tail(1)
-        noise = noise.set_index("model")["mod"]
+        noise = noise.set_index("model")["mod"] if sel.attack.name != "noise" else pd.Series(dtype=float)
         cards = st.columns(max(1, len(attacked)))
         for card, r in zip(cards, attacked.itertuples()):
             base = noise.get(r.model)

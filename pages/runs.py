@@ -5,6 +5,7 @@ comparison charts), and clear the cache."""
 import streamlit as st
 
 from gcdash.ui import page, run, runs
+from gcdash.ui.text import plain
 
 st.title("Runs")
 
@@ -12,8 +13,8 @@ with page.guard():
     sel = page.selection()
     run.require_models(sel)
     st.subheader("Sweep the current selection")
-    st.caption(sel.describe())
-    st.caption(runs.cost(sel, len(run.samples(sel))))
+    st.caption(plain(sel.describe()))  # user text (a folder path) must not become markdown
+    st.caption(plain(runs.cost(sel, len(run.samples(sel)))))
     job = st.session_state.get(runs.JOB)
     busy = job is not None and job.running
     if st.button("Start sweep", type="primary", disabled=busy, icon=":material/play_arrow:", key="runs.start"):

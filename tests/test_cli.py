@@ -4,6 +4,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tiny
@@ -46,6 +47,8 @@ def test_attack_and_comparisons_reach_every_table(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv")
     assert {"mod_flipped", "mod_kept", "mod_spearman", "mod_topk"} <= set(summary.columns)
     assert {"vid", "vid_spearman", "vid_topk"} <= set(pd.read_csv(out / "vid.csv").columns)
+    header = capsys.readouterr().out.split("MOD@4/255")[1].splitlines()[0].split()  # the printed table's header
+    assert {"mod_spearman@4/255", "mod_spearman@8/255", "mod_topk@8/255", "vid_topk"} <= set(header)
     transfer = tmp_path / "t"
     assert (
         main([*BASE, "--attack-param", "source=tiny-cnn2", "--out", str(transfer), "--cache", str(tmp_path / "c")]) == 0
@@ -72,6 +75,7 @@ def test_attacks_are_listed_with_their_cost(capsys):
     assert main(["attacks"]) == 0
     printed = capsys.readouterr().out
     assert "pgd" in printed and "steps=10" in printed and "noise" in printed and "no model pass" in printed
+    assert "step_size=0 (= 2.5·eps/steps)" in printed  # the 0 is a stand-in, and the listing says for what
 
 
 def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
@@ -109,7 +113,16 @@ def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
         (["--cam-param", "x=1"], "--cam-param"),
         (["--device", "tpu"], "unknown device"),
         (["--attack", "cw"], "unknown attack 'cw'; choose from: fgsm, pgd, noise"),
-        (["--attack", "pgd", "--attack-param", "steps=two"], "--attack-param steps must be a int"),
+        (["--attack", "pgd", "--attack-param", "steps=two"], "--attack-param steps must be an integer, got 'two'"),
+        (["--attack", "pgd", "--attack-param", "random_start=maybe"], "random_start must be true or false"),
+        (["--method", "intgradcam", "--cam-param", "authors=ture"], "--cam-param authors must be true or"),
+        (["--dissimilarity-param", "nissim.gaussian=maybe"], "--dissimilarity-param gaussian must be true or false"),
+        (["--eps", "1.0000001"], "eps 1.0000001 is above 1"),  # the value as typed, not "eps 1 is above 1"
+        (["--eps", "0,-1/255"], "eps must be ≥ 0, got -1/255"),
+        (["--device", "cpu:abc"], "--device 'cpu:abc' is not a device"),
+        (["--gpus-per-worker", "-1"], "--gpus-per-worker must be ≥ 0"),
+        (["--weights", "/nowhere/a=b.safetensors"], "file not found: /nowhere/a=b.safetensors"),  # a path, not a pair
+        (["--weights", "/nowhere/model.pt"], "weights for tiny-cnn: file not found: /nowhere/model.pt"),
         (["--attack", "pgd", "--attack-param", "steps=0"], "pgd steps must be ≥ 1"),
         (["--attack", "noise", "--attack-param", "source=tiny-cnn2"], "--attack-param 'source=tiny-cnn2': noise"),
         (["--attack-param", "source=nope"], "unknown model 'nope'"),
@@ -175,3 +188,92 @@ def test_a_fine_tuned_paper_checkpoint_on_an_image_folder(tmp_path, flush_denorm
     assert len(table) == 3 and set(table["label"]) == {0, 1, 2}
     assert table["layer"].unique().tolist() == ["layer4.2"]
     assert table["nissim"].between(0, 1).all()
+
+
+@pytest.mark.parametrize(
+    "words, value", [("true", True), ("YES", True), ("1", True), ("False", False), ("no", False), ("0", False)]
+)
+def test_boolean_parameters_take_the_six_words_in_any_case(words, value):
+    from gcdash.cli import build_config, parser
+
+    args = parser().parse_args([*BASE, "--attack", "pgd", "--attack-param", f"random_start={words}", "--out", "o"])
+    assert dict(build_config(args).attack.params)["random_start"] is value
+
+
+@pytest.mark.parametrize("argv", [["sweep"], ["sweep", *BASE[1:], "--out", "o", "--bogus"], ["sweep", "--n", "x"]])
+def test_argparse_errors_are_one_line_with_a_pointer_to_help(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert err.startswith("gcdash: error: ") and err.rstrip().endswith("--help)")
+    assert err.count("\n") == 1 and "usage:" not in err
+
+
+def test_cache_info_shows_model_names_whole(tmp_path, capsys):
+    name = "a-fine-tuned-model-with-a-long-name"
+    Store(tmp_path / "c").put_arrays({"k": np.zeros(4, np.float32)}, "map", name)
+    assert main(["cache", "info", "--cache", str(tmp_path / "c")]) == 0
+    assert name in capsys.readouterr().out
+
+
+def test_verify_says_ok_in_one_line_and_each_problem_in_one(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [*BASE, "--models", "tiny-cnn,tiny-cnn2", "--eps", "0,8/255", "--transfer"]
+    assert main([*args, "--out", str(out), "--cache", str(tmp_path / "c")]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith(f"{out}: OK (") and "transfer.csv" in printed[0]
+    parts = sorted((out / "per_image.parquet").glob("part-*.parquet"))
+    parts[0].unlink()
+    (out / "transfer.csv").write_text("edited\n")
+    assert main(["verify", str(out)]) == 1
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 2
+    assert f"per_image.parquet/{parts[0].name} is missing" in printed[0] and "transfer.csv changed" in printed[1]
+    assert main(["verify", str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_a_second_sweep_into_a_busy_out_is_refused_naming_the_folder(tmp_path, capsys):
+    import sys
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, time\n"
+         f"f = open({str(out / '.gcdash.lock')!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # another sweep holds the folder  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        assert main([*BASE, "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out.resolve()) in err and "another sweep" in err
+    assert not (out / "per_image.parquet").exists()
+
+
+def test_a_full_out_disk_is_one_line_and_keeps_the_parts_and_the_cache(tmp_path, capsys, monkeypatch):
+    import errno
+
+    written, to_parquet = [], pd.DataFrame.to_parquet
+
+    def fill_up(frame, *args, **kwargs):
+        if len(written) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(1)
+        return to_parquet(frame, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fill_up)
+    out = tmp_path / "full"
+    assert main([*BASE, "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    line = err[err.index("gcdash: error:") :]  # after the progress bar, closed first
+    assert line.count("\n") == 1 and "Traceback" not in err and line.startswith(f"gcdash: error: --out {out} is full")
+    assert [p.name for p in (out / "per_image.parquet").iterdir()] == ["part-0000-000000.parquet"]
+    assert Store(tmp_path / "c").usage()  # the cells of both batches are kept

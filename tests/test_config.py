@@ -23,3 +23,13 @@ def test_config_key_depends_on_weights():
     base = SweepConfig(models=(ModelSpec("vgg16"),))
     assert base.key() == SweepConfig(models=(ModelSpec("vgg16"),)).key()
     assert base.key() != SweepConfig(models=(ModelSpec("vgg16", "/ckpt.pt"),)).key()
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("0,-1/255", "eps must be ≥ 0, got -1/255"), ("1.0000001", "eps 1.0000001 is above 1"), ("2/1", "eps 2/1 is")],
+)
+def test_eps_refusals_quote_the_value_as_typed(text, message):
+    with pytest.raises(GcdashError) as err:
+        parse_eps(text)
+    assert message in str(err.value)

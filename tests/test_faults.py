@@ -181,7 +181,8 @@ def test_skipped_files_are_listed_with_their_reasons(tmp_path, capsys, monkeypat
     ]
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "skipped 2 unreadable file(s): circle/broken0.png: not a readable PNG" in err
+    assert "skipped 2 files: 2 not a readable image" in err  # counted by reason; every file in skipped.txt
+    assert "skipped  circle/broken0.png: not a readable PNG" in (tmp_path / "o" / "skipped.txt").read_text()
     assert "asked for 64 images, the source gave 10" in err
 
 

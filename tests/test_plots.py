@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -128,12 +130,42 @@ def test_layer_depth_and_heatmap_follow_catalog_order():
     assert len(lines.data) == 2 * 2  # two models x two eps > 0
 
 
+def test_the_floor_has_one_legend_entry_per_model_however_many_panels():
+    summary = results.summary(table())
+    floor = pd.DataFrame(
+        [(m, layer, 0.4 + 0.01 * i) for m, names in LAYERS.items() for i, layer in enumerate(names)],
+        columns=["model", "layer", "nissim"],
+    )
+    fig = plots.floor_vs_depth(plots.mod_vs_depth(summary), floor)
+    floors = [t for t in fig.data if plots.FLOOR_NAME in t.name]
+    assert len(floors) == 2 * 2  # each model's floor in each of the two panels
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert sorted(n for n in legend if plots.FLOOR_NAME in n) == [f"{m}: {plots.FLOOR_NAME}" for m in ("res", "vgg")]
+    assert len(legend) == len(set(legend))  # no entry twice, the MOD lines' included
+    assert {t.legendgroup for t in floors} == {"floor-vgg", "floor-res"}  # a click hides a floor in every panel
+
+
 def test_report_is_self_contained_html():
     text = report.report_html(default_layers(), "My report", "subtitle")
     assert text.startswith("<!doctype html>") and "My report" in text
     assert "plotly.js" in text or "Plotly" in text
     assert text.count("<section>") == len(report.comparison_figures(default_layers()))
     assert "MOD@8/255" in text
+
+
+def test_the_report_says_display_names_and_has_page_margins():
+    from gcdash.config import AttackConfig
+    from gcdash.ui.state import Selection
+
+    sel = Selection(method="gradcampp", attack=AttackConfig("pgd", (("steps", 3),)), comparisons=("spearman",))
+    text = report.report_html(default_layers(), "r", report.selection_settings(sel, "12 from demo"))
+    assert "<th>explanation</th><td>Grad-CAM++</td>" in text  # not "gradcampp"
+    assert "<th>attack</th><td>PGD (L∞) (steps=3)</td>" in text
+    assert "<th>map comparison</th><td>NISSIM, Spearman rank shift" in text
+    assert "<th>target</th><td>pred: each map explains its own input" in text
+    assert "@page{margin:" in text  # on paper
+    assert re.search(r"body\{[^}]*padding:0 [0-9.]+em[^}]*max-width:", text)  # on a window narrower than the page
+    assert report.display_name("method", "gone-method") == "gone-method"  # a run from another version: its id
 
 
 def test_png_export_is_optional():

@@ -21,15 +21,98 @@ CONFIG = SweepConfig(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})  # fmt: skip
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the dying worker below, for the actors
+@pytest.fixture(scope="module")
+def ray_stopped_after_module():
     yield
     ray.shutdown()
 
 
+@pytest.fixture
+def local_ray(ray_stopped_after_module):
+    """A local Ray with 2 CPUs and no GPU, started by the test (once, kept for the module's later tests)."""
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}})  # fmt: skip
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the dying worker below, for the actors
+
+
+@pytest.fixture
+def no_ray(ray_stopped_after_module):
+    """No Ray in this process: the sweep starts its own (these tests come first, so nothing is restarted)."""
+    ray.shutdown()
+
+
+CLI_RAY = ["sweep", "--models", "demo-resnet", "--n", "4", "--eps", "0,8/255", "--executor", "ray"]
+
+
+def _one_line(capsys, code: int) -> str:
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("gcdash: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_an_address_with_nothing_listening_is_refused_in_seconds(tmp_path, capsys, no_ray):
+    import socket
+    import time
+
+    from gcdash.cli import main
+
+    with socket.socket() as s:  # a free port on this machine, closed again: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    code = main([*CLI_RAY, "--ray-address", f"127.0.0.1:{port}", "--out", str(tmp_path / "o")])
+    assert f"--ray-address 127.0.0.1:{port}: nothing answers" in _one_line(capsys, code)
+    assert time.monotonic() - start < 60  # Ray's own retries ran past 150 s; the probe waits 3 s at most
+    assert not ray.is_initialized()
+
+
+def test_a_failure_mid_sweep_stops_the_ray_it_started(tmp_path, monkeypatch, no_ray):
+    """An exception in the middle of a Ray sweep (here: while the batches run) stops the local Ray the sweep
+    started, and gives SIGTERM back its handler; so do Ctrl-C and SIGTERM, which take the same ``finally``."""
+    import signal
+
+    from gcdash.cli import main
+
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def broken(*args, **kwargs):
+        assert ray.is_initialized() and signal.getsignal(signal.SIGTERM) is not handler  # SIGTERM now exits
+        raise RuntimeError("a batch went wrong")
+
+    monkeypatch.setattr(executors, "_run_all", broken)
+    with pytest.raises(RuntimeError, match="a batch went wrong"):
+        main([*CLI_RAY, "--workers", "1", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    assert not ray.is_initialized()
+    assert signal.getsignal(signal.SIGTERM) is handler
+
+
+def test_sigterm_during_a_session_raises_system_exit():
+    import os
+    import signal
+
+    with pytest.raises(SystemExit) as stop, executors._sigterm_exits():
+        os.kill(os.getpid(), signal.SIGTERM)
+    assert stop.value.code == 128 + signal.SIGTERM
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (["--gpus-per-worker", "1"], "asks for 2 GPUs and the Ray cluster has 0 GPUs"),
+        (["--workers", "1000"], "--workers 1000: the Ray cluster has 2 CPUs and each worker takes one"),
+        (["--workers", "3", "--gpus-per-worker", "0"], "--workers 3: the Ray cluster has 2 CPUs"),
+    ],
+)
+def test_a_pool_the_cluster_cannot_host_is_refused_before_any_actor(tmp_path, capsys, local_ray, change, message):
+    from gcdash.cli import main
+
+    code = main([*CLI_RAY, *change, "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
+    assert message in _one_line(capsys, code)
+    assert ray.is_initialized()  # a Ray the sweep did not start is left running
+
+
+@pytest.mark.usefixtures("local_ray")
 def test_two_workers_give_the_local_table_and_the_driver_writes_every_cell(tmp_path):
     samples = pipeline.load_samples(CONFIG)
     local = pipeline.sweep(CONFIG, Store(tmp_path / "local"), batch_size=8)
@@ -60,6 +143,7 @@ class DyingWorker(executors.CellWorker):
         return super().run(model, samples)
 
 
+@pytest.mark.usefixtures("local_ray")
 def test_a_worker_that_dies_mid_sweep_is_retried_and_the_result_is_the_same(tmp_path):
     flag = tmp_path / "die-once"
     flag.write_text("")
@@ -71,6 +155,7 @@ def test_a_worker_that_dies_mid_sweep_is_retried_and_the_result_is_the_same(tmp_
     pd.testing.assert_frame_equal(table, pipeline.sweep(config, Store(tmp_path / "l"), batch_size=4).per_image)
 
 
+@pytest.mark.usefixtures("local_ray")
 def test_the_cli_runs_a_sweep_on_ray_and_writes_the_same_tables(tmp_path, capsys):
     from gcdash.cli import main
 

@@ -1,11 +1,13 @@
 """The cache store: round trips, damaged entries become misses, a corrupt file is moved aside, no pickle."""
 
 import pickle
+import sqlite3
 import zlib
 
 import numpy as np
 import pytest
 
+from gcdash.errors import GcdashError
 from gcdash.store import Store, cell_key, decode
 
 
@@ -97,3 +99,38 @@ def test_deferred_writes_are_seen_inside_land_together_and_survive_a_failure(tmp
         store.put_scalars({"t": 0.25}, "comparison")
         raise RuntimeError("a batch fails after some of its cells were made")
     assert other.get_scalars(["t"]) == {"t": 0.25}  # finished work is kept
+
+
+def _flip_run(store, column: str, at: int) -> None:
+    conn = store._conn()
+    value = conn.execute(f"SELECT {column} FROM runs WHERE key='r'").fetchone()[0]
+    data = bytearray(value if isinstance(value, bytes) else value.encode())
+    data[at] ^= 0x04
+    with conn:
+        conn.execute(f"UPDATE runs SET {column}=? WHERE key='r'", (bytes(data) if column == "blob" else data.decode(),))
+
+
+@pytest.mark.parametrize("column, at", [("blob", i) for i in (0, 3, 17, 40, 77, 99)] + [("config", 2), ("config", 9)])
+def test_a_run_table_with_a_flipped_byte_is_refused_in_one_line(store, column, at):
+    store.put_run("r", {"models": ["m"]}, bytes(range(100)), 1, 100)
+    assert store.get_run("r") == ({"models": ["m"]}, bytes(range(100)))
+    _flip_run(store, column, at)
+    with pytest.raises(GcdashError) as err:
+        store.get_run("r")
+    assert "is damaged (its checksum does not match); sweep it again" in str(err.value)
+    assert "\n" not in str(err.value)
+    store.put_run("r", {"models": ["m"]}, bytes(range(100)), 1, 100)  # sweeping it again replaces it
+    assert store.get_run("r")[1] == bytes(range(100))
+
+
+def test_run_tables_stored_before_checksums_are_refused_not_served(tmp_path):
+    conn = sqlite3.connect(tmp_path / "gcdash.sqlite")
+    conn.execute("CREATE TABLE runs (key TEXT PRIMARY KEY, created REAL, config TEXT, n_rows INTEGER, "
+                 "nbytes INTEGER, blob BLOB)")  # fmt: skip
+    with conn:
+        conn.execute("INSERT INTO runs VALUES ('r', 0, '{}', 1, 5, x'0102030405')")
+    conn.close()
+    store = Store(tmp_path)
+    assert store.runs()[0]["key"] == "r"  # still listed
+    with pytest.raises(GcdashError, match="was stored without a checksum; sweep it again"):
+        store.get_run("r")

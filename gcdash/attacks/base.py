@@ -84,6 +84,8 @@ class Attack(Configurable, ABC):
     uses_model: ClassVar[bool] = True
     per_eps: ClassVar[bool] = False
     stored_dtype: ClassVar[torch.dtype] = torch.int8
+    #: how a default is shown in listings where its value stands for something else (PGD's step_size 0)
+    shown_defaults: ClassVar[dict[str, str]] = {}
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The full parameter set (see :class:`~gcdash.registry.Configurable`). ``source`` is accepted by attacks

@@ -27,6 +27,7 @@ class Pgd(IterativeAttack):
     paper = "Madry et al., ICLR 2018"
     #: ``step_size`` 0 stands for the default, ``2.5·eps/steps`` (it depends on eps, so it has no fixed value)
     defaults: ClassVar[dict[str, Any]] = {"steps": 10, "step_size": 0.0, "random_start": True, "seed": 0}
+    shown_defaults: ClassVar[dict[str, str]] = {"step_size": "0 (= 2.5·eps/steps)"}
     hints: ClassVar[dict[str, str]] = {
         "steps": "gradient steps per image and eps",
         "step_size": "α in [0, 1] pixel units; 0 = 2.5·eps/steps (Madry et al.)",

@@ -1,12 +1,20 @@
 """Image sources: a spec string (``demo``, ``folder:PATH``) → :class:`Samples`.
 
-A source is registered under its scheme with :func:`register_source`; the part after ``:`` is its argument.
+A source is registered under its scheme with :func:`register_source`; the part after ``:`` is its argument, its
+keyword parameters are the options it takes (an option it does not take is refused, naming the sources that do).
+
+What a load left out or decided on its own is kept in ``Samples.meta``: ``skipped`` and ``notes`` (one line per
+file: ``file: why``) and ``skip_counts`` / ``note_counts`` (kind → count, a kind may hold ``{s}`` for its plural).
+:func:`shortfall` says them as counts per kind, :func:`skip_list` lists every file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import inspect
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -80,23 +88,77 @@ def load(spec: str, n: int | None = None, seed: int = 0, **options) -> Samples:
         raise GcdashError(f"the subset seed must be ≥ 0, got {seed}")
     _load_builtin()
     scheme, _, arg = spec.partition(":")
+    check_options(scheme, options)
     samples = SOURCES.get(scheme)(arg or None, n=n, seed=seed, **options)
     if len(samples) == 0:
         raise GcdashError(f"data source {spec!r} gave no images; check the path, the class filter and --n")
     return samples
 
 
+def _options(loader: Loader) -> set[str] | None:
+    """The options a loader takes (its keyword parameters past ``arg``, ``n``, ``seed``); ``None``: any."""
+    params = inspect.signature(loader).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params} - {"arg", "n", "seed"}
+
+
+def check_options(scheme: str, options: Iterable[str]) -> None:
+    """Refuse an option the source ``scheme`` does not take (``masks`` with ``demo``, ``split`` with a folder) in
+    one line naming the sources it goes with."""
+    taken = _options(SOURCES.get(scheme))
+    for name in [] if taken is None else [o for o in options if o not in taken]:
+        others = [s for s in SOURCES.names() if name in (_options(SOURCES.get(s)) or ())]
+        goes = f"it goes with: {', '.join(others)}" if others else "no source takes it"
+        raise GcdashError(f"option {name!r} does not go with the {scheme} source ({goes})")
+
+
+def tally(kinds: Iterable[str]) -> dict[str, int]:
+    """kind → how many, in the order first seen."""
+    return dict(Counter(kinds))
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """``{"dangling symlink{s}": 2, "symlink loop{s}": 1}`` → ``"2 dangling symlinks, 1 symlink loop"``."""
+    return ", ".join(f"{count} {kind.format(s='' if count == 1 else 's')}" for kind, count in counts.items())
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def shortfall(samples: Samples, n: int | None) -> list[str]:
-    """What a person should know about a load before trusting its numbers: files skipped (with reasons) and
-    fewer images than asked for. One line each; empty when nothing was left out."""
-    skipped = list(samples.meta.get("skipped", []))
-    lines = [
-        f"skipped {len(skipped)} unreadable file(s): " + "; ".join(skipped[:5]) + (" …" if len(skipped) > 5 else "")
-    ]
-    lines = lines if skipped else []
+    """What a person should know about a load before trusting its numbers: files skipped and files read with a
+    decision made for them, as counts per reason (every file: :func:`skip_list`), and fewer images than asked
+    for. One line each; empty when nothing was left out."""
+    lines = []
+    said = (("skipped", "skip_counts", "skipped"), ("notes", "note_counts", "read with a choice made for"))
+    for what, key, verb in said:
+        entries = list(samples.meta.get(what, []))
+        if entries:
+            counts = samples.meta.get(key) or {"unreadable": len(entries)}
+            lines.append(f"{verb} {_plural(len(entries), 'file')}: {counts_text(counts)}")
     if n is not None and len(samples) < n:
         lines.append(f"asked for {n} images, the source gave {len(samples)}")
     return lines
+
+
+def skip_list(samples: Samples) -> list[str]:
+    """Every file a load skipped or decided something for, one line each with the reason."""
+    meta = samples.meta
+    return [f"skipped  {line}" for line in meta.get("skipped", [])] + [f"note     {x}" for x in meta.get("notes", [])]
+
+
+def write_skip_list(samples: Samples, path: Path) -> Path | None:
+    """Write :func:`skip_list` to ``path`` (one line per file) and return it; with nothing to list, remove a stale
+    one and return ``None``."""
+    lines = skip_list(samples)
+    if not lines:
+        Path(path).unlink(missing_ok=True)
+        return None
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8", errors="backslashreplace")
+    return Path(path)
 
 
 def align_labels(samples: Samples, class_names: Sequence[str], model: str = "the model") -> tuple[Samples, str | None]:
@@ -134,4 +196,7 @@ def _load_builtin() -> None:
     import gcdash.data.folder  # noqa: F401
 
 
-__all__ = ["SOURCES", "Samples", "align_labels", "check_count", "load", "names", "register_source", "shortfall"]
+__all__ = [
+    "SOURCES", "Samples", "align_labels", "check_count", "check_options", "counts_text", "load", "names",
+    "register_source", "shortfall", "skip_list", "tally", "write_skip_list",
+]  # fmt: skip

@@ -9,7 +9,9 @@
   object's area share for a flat map given as it is (min-max normalisation turns a flat map into an all-zero one).
 
 ``L`` is the map as the comparisons see it (min-max normalised, at the input resolution, ≥ 0). An all-zero map
-points nowhere and has no mass: both scores are NaN there, never 0 or 1.
+points nowhere and has no mass: both scores are NaN there, never 0 or 1. So is an empty mask (no object, or none
+left after the resize and crop): there is nothing to hit, and a miss would be averaged in as a failure of the map.
+The image folder notes each empty mask file when it loads (:mod:`gcdash.data.folder`).
 """
 
 from __future__ import annotations
@@ -31,20 +33,26 @@ def _as_batches(maps: ArrayLike, masks: ArrayLike) -> tuple[torch.Tensor, torch.
 
 
 def pointing_game(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
-    """1.0 where the maximum of ``maps[i]`` lies inside ``masks[i]``, 0.0 where outside, NaN for an all-zero map;
-    maps (N, H, W) or one (H, W), masks bool of the same shape → float64 (N,)."""
+    """1.0 where the maximum of ``maps[i]`` lies inside ``masks[i]``, 0.0 where outside, NaN for an all-zero map
+    or an empty mask; maps (N, H, W) or one (H, W), masks bool of the same shape → float64 (N,)."""
     m, k = _as_batches(maps, masks)
     flat = m.flatten(1)
     hit = k.flatten(1).gather(1, flat.argmax(dim=1, keepdim=True))[:, 0].double()
-    return torch.where(flat.amax(dim=1) > 0, hit, torch.nan).cpu().numpy()
+    return torch.where(_scorable(flat, k), hit, torch.nan).cpu().numpy()
 
 
 def mass_inside(maps: ArrayLike, masks: ArrayLike) -> np.ndarray:
-    """``Σ L·M / Σ L`` per map, in [0, 1]; NaN for an all-zero map. Shapes as in :func:`pointing_game`."""
+    """``Σ L·M / Σ L`` per map, in [0, 1]; NaN for an all-zero map or an empty mask. Shapes as in
+    :func:`pointing_game`."""
     m, k = _as_batches(maps, masks)
     total = m.flatten(1).sum(dim=1)
     inside = (m * k).flatten(1).sum(dim=1)
-    return torch.where(total > 0, inside / total.clamp_min(1e-300), torch.nan).cpu().numpy()
+    return torch.where(_scorable(m.flatten(1), k), inside / total.clamp_min(1e-300), torch.nan).cpu().numpy()
+
+
+def _scorable(flat: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per map: it has mass (not all zero) and its mask holds an object (not empty)."""
+    return (flat.amax(dim=1) > 0) & masks.flatten(1).any(dim=1)
 
 
 LOCALISATION = {"hit": pointing_game, "mass": mass_inside}

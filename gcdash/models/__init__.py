@@ -12,11 +12,13 @@ from pathlib import Path
 
 import torch
 
+from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle, PixelSpaceNet
 from gcdash.registry import Registry
 
 Weights = str | Path | None
 RANDOM = "random"  # the words for weights=None where a string is all there is (CLI, sidebar, URL)
+NAMED_WEIGHTS = ("default", "imagenet")  # the other words a builder may take; any other string is a file path
 Builder = Callable[..., ModelHandle]
 
 
@@ -53,8 +55,20 @@ def load(name: str, weights: Weights = "default", device: str | torch.device | N
     """Build the model ``name`` with ``weights`` and move it to ``device`` (default: CPU). ``weights="random"`` (as
     the CLI and the sidebar write it) is ``None``: a seeded random init."""
     weights = None if isinstance(weights, str) and weights.strip().lower() == RANDOM else weights
+    _check_weights(name, weights)
     handle = entry(name).build(weights=weights, **kwargs)
     return handle.to(device) if device is not None else handle
+
+
+def _check_weights(name: str, weights: Weights) -> None:
+    """A checkpoint path that is not a file is refused here, for every family, saying so."""
+    if weights is None or (isinstance(weights, str) and weights in NAMED_WEIGHTS):
+        return
+    if not Path(weights).expanduser().is_file():
+        raise GcdashError(
+            f"weights for {name}: file not found: {weights} (give an existing checkpoint file, 'default' for the "
+            f"model's own weights, or '{RANDOM}')"
+        )
 
 
 def _load_builtin() -> None:
@@ -66,8 +80,6 @@ def _load_builtin() -> None:
 def expand(spec: str) -> list[str]:
     """``"a,b"`` → ``["a", "b"]``; ``"<family>-all"`` (e.g. ``demo-all``, ``paper-all``) → that family's models.
     Unknown names raise a GcdashError listing the valid ones."""
-    from gcdash.errors import GcdashError
-
     out: list[str] = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         family = part[: -len("-all")] if part.endswith("-all") else None

@@ -15,6 +15,8 @@ import os
 import pickle
 import re
 import tempfile
+import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
 PREFIXES = ("module.", "_orig_mod.", "backbone.", "model.")
 NORM_BUFFERS = ("mean", "std")  # PixelSpaceNet's own buffers: the architecture does not have them
 SHOWN = 3  # how many offending keys an error message lists
+GIST_WIDTH = 200  # characters of a library's error text quoted in a refusal, cut at a word boundary
 
 
 @dataclass
@@ -47,14 +50,16 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read ``path`` (``.safetensors`` or a torch file) without running any code from it."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise GcdashError(f"checkpoint {path} not found; give the path of a .pt/.pth/.safetensors file")
-    reader = _read_safetensors if path.suffix == ".safetensors" else _read_torch
+        raise GcdashError(f"checkpoint file not found: {path} (give a .pt, .pth or .safetensors file)")
+    reader = _read_safetensors if path.suffix.lower() == ".safetensors" else _read_torch
     return reader(path)
 
 
 def _read_torch(path: Path) -> Checkpoint:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing: the refusal says it all
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise GcdashError(_refusal(path.name, str(err))) from None
     except Exception as err:  # garbage makes the weights-only unpickler raise almost anything (struct.error, ...)
@@ -70,16 +75,24 @@ def _unreadable(name: str, err: Exception) -> str:
             f"checkpoint {name} is in torch's legacy .tar format, which cannot be read without running code from it; "
             "re-save it with a current torch (torch.save(model.state_dict(), path)) or as .safetensors"
         )
-    first = text.strip().split("\n")[0].split(". ")[0][:160]
-    return f"checkpoint {name} is not a readable torch file ({type(err).__name__}: {first or 'no detail'})"
+    return f"checkpoint {name} is not a readable torch file ({type(err).__name__}: {_gist(text) or 'no detail'})"
+
+
+def _gist(detail: str, width: int = GIST_WIDTH) -> str:
+    """The informative part of a library's error text, on one line and cut at a word boundary: what follows torch's
+    ``WeightsUnpickler error:`` (its preamble says only that loading failed), else the first sentence."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", detail)  # torch bolds part of its message with terminal codes
+    found = re.search(r"WeightsUnpickler error:(.*?)(?:Check the documentation|$)", text, re.S)
+    text = found.group(1) if found else text.strip().split("\n")[0].split(". ")[0]
+    text = " ".join(text.split())
+    return textwrap.shorten(text, width, placeholder=" …") if len(text) > width else text
 
 
 def _refusal(name: str, detail: str) -> str:
     """The weights-only unpickler stopped: at an import it does not allow (code), or at bytes it cannot read."""
     found = re.search(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) (\S+)", detail)
     if found is None:
-        first = detail.strip().split("\n")[0][:160]
-        return f"checkpoint {name} is not a readable torch file (the weights-only unpickler stopped: {first})"
+        return f"checkpoint {name} is not a readable torch file (the weights-only unpickler stopped: {_gist(detail)})"
     blocked = " (a blocked module: calling it could run commands)" if "is blocked" in detail else ""
     return (
         f"checkpoint {name} was refused: it asks to call {found.group(1)}{blocked}, and a weights file may hold only "
@@ -96,9 +109,35 @@ def _read_safetensors(path: Path) -> Checkpoint:
             state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a Mapping)
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as err:
-        raise GcdashError(f"checkpoint {path.name} is not a readable .safetensors file ({err})") from None
-    names = json.loads(meta["class_names"]) if "class_names" in meta else None
+        raise GcdashError(f"checkpoint {path.name} is not a readable .safetensors file ({_gist(str(err))})") from None
+    names = _json_names(meta["class_names"], path.name) if "class_names" in meta else None
     return Checkpoint(strip_prefixes(state), names, meta.get("arch"))
+
+
+def _json_names(text: str, label: str) -> list[str] | None:
+    """Class names from a .safetensors file's metadata, which must be a JSON list of strings."""
+    try:
+        names = json.loads(text)
+    except ValueError:
+        raise GcdashError(
+            f"checkpoint {label}: its class_names metadata is not JSON ({textwrap.shorten(text, 60)!r}); give the "
+            "names with --class-names, or re-save it with save_checkpoint"
+        ) from None
+    return _checked_names(names, label)
+
+
+def _checked_names(names: object, label: str) -> list[str] | None:
+    """A checkpoint's own class names: a list (or tuple) of strings or whole numbers, or nothing (empty or absent);
+    anything else (a number, a tensor, nested lists) is refused with one line."""
+    if names is None or (isinstance(names, list | tuple) and not names):
+        return None
+    plain = isinstance(names, list | tuple) and all(isinstance(n, str | int) and not isinstance(n, bool) for n in names)
+    if not plain:
+        raise GcdashError(
+            f"checkpoint {label}: its class_names must be a list of names, got {textwrap.shorten(repr(names), 60)}; "
+            "give the names with --class-names, or re-save it with save_checkpoint"
+        )
+    return [str(n) for n in names]
 
 
 def _unwrap(obj: object, label: str) -> Checkpoint:
@@ -109,9 +148,9 @@ def _unwrap(obj: object, label: str) -> Checkpoint:
     state = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
     if not state:
         raise GcdashError(f"checkpoint {label} has no tensors (top-level keys: {', '.join(map(str, list(obj)[:6]))})")
-    names = obj.get("class_names") if inner is not obj else None
+    names = _checked_names(obj.get("class_names"), label) if inner is not obj else None
     arch = obj.get("arch") if inner is not obj else None
-    return Checkpoint(strip_prefixes(state), list(names) if names else None, arch)
+    return Checkpoint(strip_prefixes(state), names, arch)
 
 
 def strip_prefixes(state: StateDict) -> StateDict:
@@ -247,7 +286,7 @@ def save_checkpoint(
 
 
 def _write(state: StateDict, tmp: Path, suffix: str, names: list[str], arch: str) -> None:
-    if suffix == ".safetensors":
+    if suffix.lower() == ".safetensors":
         from safetensors.torch import save_file
 
         save_file(state, str(tmp), metadata={"class_names": json.dumps(names), "arch": arch})

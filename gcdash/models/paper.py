@@ -264,7 +264,9 @@ def _imagenet(spec: PaperModel, weights: str, num_classes: int | None, class_nam
 def _from_checkpoint(spec: PaperModel, weights: Weights, num_classes: int | None, class_names: ClassNames, seed: int):
     """A fine-tuned state dict: the class count comes from its classifier weight."""
     if not Path(weights).expanduser().is_file():
-        raise GcdashError(f"weights {str(weights)!r} for {spec.name}: give 'imagenet', None or a checkpoint file path")
+        raise GcdashError(
+            f"weights for {spec.name}: file not found: {weights} (give a checkpoint file, 'imagenet' or 'random')"
+        )
     ckpt = read_checkpoint(weights)
     n = num_classes_in(ckpt.state_dict, spec.head_weight)
     if num_classes is not None and num_classes != n:

@@ -26,6 +26,7 @@ from gcdash.errors import Cancelled, GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store
 from gcdash.targets import TARGETS
+from gcdash.ui.pace import Pace
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, str], None]  # (images just finished, what) → None
@@ -78,10 +79,11 @@ def gallery(
     handles: Mapping[str, ModelHandle] | None = None,
 ) -> GalleryData:
     """Gallery data at ``eps`` and ``layer``: one pass over the batches fills the missing cells (with
-    ``progress``) and keeps the images and maps the rows were computed from."""
-    engine = ModelEngine.from_config(handle, store, config, BATCH_SIZE, handles)
-    views = engine.gallery(samples, eps, layer, progress)
+    ``progress``) and keeps the images and maps the rows were computed from. Labelled as every table is
+    (``pipeline.model_samples``), so the rows equal the CLI's."""
     name = config.models[0].name
+    engine = ModelEngine.from_config(handle, store, config, BATCH_SIZE, handles)
+    views = engine.gallery(pipeline.model_samples(handle, samples, name), eps, layer, progress)
     table = views.table.assign(model=name, method=config.cam.method, attack=config.attack.name)
     table = describe_rows(table.assign(source=pipeline.source_column(config, name)), handle.class_names)
     return GalleryData(
@@ -94,7 +96,7 @@ def describe_rows(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFra
     confidence) to engine rows; the row order (the samples' order) is kept."""
 
     def name(i: int) -> str:
-        return class_names[i] if 0 <= i < len(class_names) else ("?" if i < 0 else str(i))
+        return class_names[i] if 0 <= i < len(class_names) else ("unlabelled" if i < 0 else str(i))
 
     out = table.reset_index(drop=True).copy()
     for column in ("label", "pred_clean", "pred_adv"):
@@ -145,6 +147,7 @@ class SweepJob:
     cancelled: bool = False
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
+    _pace: Pace = field(default_factory=Pace, repr=False)  # the ETA counts computed batches, not cached ones
 
     @classmethod
     def start(
@@ -189,6 +192,7 @@ class SweepJob:
             self.finished = time.monotonic()
 
     def _report(self, done: int, what: str) -> None:
+        self._pace.add(done - self.done)
         self.done, self.what = done, what
 
     def cancel(self) -> None:
@@ -210,10 +214,11 @@ class SweepJob:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the rate so far (None before the first batch)."""
+        """Seconds left at the rate of the batches computed so far (None before the first batch): batches read
+        from the cache (a resumed sweep's first ones) do not make it look faster (:mod:`gcdash.ui.pace`)."""
         if not self.done or not self.running:
             return None
-        return self.elapsed / self.done * (self.total - self.done)
+        return self._pace.eta(self.total - self.done)
 
     def per_image(self) -> pd.DataFrame:
         """The finished sweeps' per-image rows, concatenated."""

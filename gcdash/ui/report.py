@@ -17,10 +17,14 @@ import pandas as pd
 import plotly.graph_objects as go
 from PIL import Image
 
-from gcdash import results
+from gcdash import attacks, cams, metrics, results
+from gcdash.config import eps_text
+from gcdash.errors import GcdashError
 from gcdash.plots import accuracy_curves, distribution, mod_bands, mod_vs_drop, vid_bars
 from gcdash.results import summary_with_ci
+from gcdash.targets import TARGETS
 from gcdash.ui.images import overlay, to_uint8, upscale
+from gcdash.ui.state import Selection
 
 PNG_AVAILABLE = importlib.util.find_spec("kaleido") is not None
 
@@ -54,6 +58,38 @@ DEFINITIONS = [
     ),
     ("transfer", "the perturbation crafted on one model, evaluated on another (the attacker never saw it)."),
 ]
+
+
+#: where each kind of id gets its display name ("gradcam" → "Grad-CAM"): the registries
+ENTRIES: dict[str, Callable[[str], object]] = {
+    "method": cams.get, "attack": attacks.get, "comparison": metrics.comparison,
+}  # fmt: skip
+
+
+def display_name(kind: str, name: str) -> str:
+    """The registry's display name of ``name`` (a ``kind`` of :data:`ENTRIES`); the id itself where the registry
+    does not have it (a run cached by another version)."""
+    try:
+        return str(getattr(ENTRIES[kind](name), "label", name))
+    except GcdashError:
+        return name
+
+
+def _with_params(label: str, params: Sequence[tuple[str, object]]) -> str:
+    return label + (f" ({', '.join(f'{k}={v}' for k, v in params)})" if params else "")
+
+
+def selection_settings(sel: Selection, images: str) -> dict[str, str]:
+    """The report's settings table for the sidebar's selection ``sel``: display names, not ids."""
+    comparisons = ["NISSIM", *(display_name("comparison", c) for c in sel.comparisons)]
+    return {
+        "images": images, "models": ", ".join(sel.models),
+        "explanation": _with_params(display_name("method", sel.method), sel.params),
+        "map comparison": ", ".join(comparisons), "layers": sel.layer_mode,
+        "attack": _with_params(display_name("attack", sel.attack.name), sel.attack.params),
+        "eps": ", ".join(eps_text(e) for e in sel.eps), "gallery eps": eps_text(sel.gallery_eps),
+        "target": f"{sel.target}: {TARGETS.get(sel.target).description}", "device": sel.device,
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,7 +152,7 @@ def report_html(
     takeaway in sentences, the settings, short definitions, the images whose explanation moved most, the per-model
     reading of MOD (``reading``: model → sentences), the MOD/VID table, the comparison charts and ``extra`` ones
     (the transfer matrix)."""
-    summary = results.summary(per_image)
+    summary = results.summary_with_ci(per_image)  # the takeaway names a winner only outside the bands
     settings = {"settings": settings} if isinstance(settings, str) else dict(settings or {})
     settings.setdefault("made", dt.datetime.now().strftime("%Y-%m-%d %H:%M"))
     figures = {**comparison_figures(per_image), **(extra or {})}
@@ -141,8 +177,10 @@ def report_html(
     )
 
 
-_STYLE = (
-    "body{font-family:sans-serif;margin:2em auto;max-width:1200px;color:#222} table{border-collapse:collapse}"
+_STYLE = (  # margins on any window and on paper; wide tables and charts scroll instead of running off the page
+    "body{font-family:sans-serif;margin:2em auto;padding:0 2.5em;max-width:1200px;color:#222;line-height:1.45}"
+    "@page{margin:2cm 1.8cm} @media print{body{padding:0;max-width:none} section{break-inside:avoid}}"
+    "section{max-width:100%;overflow-x:auto} table{border-collapse:collapse}"
     "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right} .facts th,.facts td{text-align:left}"
     ".takeaway li{font-size:1.15em;margin:.4em 0} dt{font-weight:bold} dd{margin:0 0 .5em 1.5em}"
     ".row{margin:1em 0} .row figure{display:inline-block;margin:0 .6em 0 0;text-align:center}"

@@ -23,7 +23,8 @@ from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.data import Samples
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
-from gcdash.ui import cache, compute
+from gcdash.ui import cache, compute, values
+from gcdash.ui.pace import Pace
 from gcdash.ui.sidebar import SELECTION, UPLOADS
 from gcdash.ui.state import Selection
 from gcdash.ui.text import plain
@@ -61,11 +62,16 @@ def handles(sel: Selection, names: Sequence[str] | None = None) -> dict[str, Mod
 
 def samples(sel: Selection, *, quiet: bool = False) -> Samples:
     """The selected images (uploads come from the sidebar's uploader); skipped files and short loads are said,
-    unless ``quiet`` (a second look at the same images in the same run)."""
+    unless ``quiet`` or said already in this run (a second look at the same images)."""
     if sel.data.source != "upload":
         loaded = cache.samples(sel.data)
+        quiet = quiet or not values.first_time(f"samples {cache.data_key(sel.data)}")
         for line in [] if quiet else data.shortfall(loaded, sel.data.n):
             st.warning(plain(line[0].upper() + line[1:]), icon=":material/warning:")
+        files = [] if quiet else data.skip_list(loaded)
+        if files:
+            with st.expander(f"Every file skipped or decided for ({len(files):,})"):
+                st.text("\n".join(files[:2000]) + (f"\n… and {len(files) - 2000:,} more" if len(files) > 2000 else ""))
         return loaded
     uploaded = st.session_state.get(UPLOADS)
     if uploaded is None:
@@ -88,54 +94,86 @@ def forget_warm() -> None:
         _GALLERIES.clear()
 
 
-def _progress_text(what: str, done: int, total: int, start: float) -> str:
+def _progress_text(what: str, done: int, total: int, start: float, pace: Pace) -> str:
     elapsed = time.monotonic() - start
-    eta = f" · about {elapsed / done * (total - done):.0f} s left" if done else ""
+    left = pace.eta(total - done)  # at the computed batches' rate: cached ones do not make it look faster
+    eta = f" · about {left:.0f} s left" if done and left is not None else ""
     return f"{what}: {done}/{total} images · {elapsed:.0f} s{eta}"
 
 
 def _bar(what: str, total: int) -> tuple[Callable[[int, str], None], Callable[[], None]]:
     """A progress bar with counts, elapsed time and ETA: (report(n images done, model name), close)."""
-    done, start = 0, time.monotonic()
+    done, start, pace = 0, time.monotonic(), Pace()
     bar = st.progress(0.0, text=f"{what}: starting…")
 
     def report(n: int, name: str) -> None:
         nonlocal done
         done += n
-        bar.progress(min(done / max(total, 1), 1.0), text=_progress_text(f"{what} ({name})", done, total, start))
+        pace.add(n)
+        text = _progress_text(f"{what} ({name})", done, total, start, pace)
+        bar.progress(min(done / max(total, 1), 1.0), text=text)
 
     return report, bar.empty
 
 
 SLOW_PASSES = 10  # model passes per explained input above which a page asks before computing
+CONFIRMED = "slow.confirmed"  # session state: the slow settings a click has confirmed (for every page)
+Job = tuple[ModelHandle, SweepConfig, str]
 
 
-def confirm_slow(jobs: list[tuple[ModelHandle, SweepConfig, str]], n_images: int) -> None:
-    """Before a slow method starts on a cold cache, say what it costs and wait for a click (the page stops)."""
+def _slow_costs(jobs: list[Job], n_images: int) -> dict[str, list]:
+    """What is slow in ``jobs``: "what makes N passes for each of" → [passes per unit (None: one per channel),
+    units ("inputs" or "maps"), how many]; the counts summed over the jobs."""
     from gcdash import cams
+    from gcdash.metrics.faithfulness import Faithfulness
 
-    slow = []
-    for _, config, _ in jobs:
+    costs: dict[str, list] = {}
+    for handle, config, _ in jobs:
         method = cams.get(config.cam.method)
         per_input = method.passes(method.params(**dict(config.cam.params)))
+        inputs = n_images * (1 + sum(e > 0 for e in config.eps))
         if per_input is None or per_input >= SLOW_PASSES:
-            inputs = n_images * (1 + sum(e > 0 for e in config.eps))
-            slow.append((method.label, per_input, inputs))
-    if not slow:
-        return
+            costs.setdefault(method.label, [per_input, "inputs", 0])[2] += inputs
+        if config.faithfulness:
+            maps = inputs * len(handle.resolve_layers(config.layers))
+            costs.setdefault("faithfulness", [Faithfulness().passes, "maps", 0])[2] += maps
+    return costs
+
+
+def slow_sentence(costs: dict[str, list]) -> str:
+    """The cost of ``costs`` (:func:`_slow_costs`) in one sentence, each slow thing said once."""
     parts = [
-        f"{label}: {'one pass per channel of each layer' if p is None else f'{p} passes'} for each of {inputs} "
-        f"inputs ({'hundreds of' if p is None else p * inputs} model passes)"
-        for label, p, inputs in slow
+        f"{what} makes {'one pass per channel of each layer' if p is None else f'{p} passes'} for each of "
+        f"{count:,} {unit}"
+        for what, (p, unit, count) in costs.items()
     ]
-    st.warning(
-        "This is slow on a CPU (Grad-CAM makes 1 pass per input): " + "; ".join(parts) + ". Start it, or pick "
-        "fewer images or eps, or a one-pass method, in the sidebar.",
-        icon=":material/hourglass_top:",
+    known = [p * count for p, _, count in costs.values() if p is not None]
+    total = f"{sum(known):,}{'+' if len(known) < len(costs) else ''}" if known else "hundreds of"
+    return (
+        f"Slow on a CPU: {' and '.join(parts)} ({total} model passes; Grad-CAM makes 1 per input): compute it, or "
+        "pick fewer images or eps, a one-pass method or no faithfulness, in the sidebar."
     )
-    key = "slow." + "|".join(sorted(job[2] for job in jobs))
-    if not st.button("Compute it", key=f"confirm.{abs(hash(key))}", icon=":material/play_arrow:"):
+
+
+def confirm_slow(sel: Selection, jobs: list[Job], n_images: int) -> None:
+    """Before slow work starts on a cold cache (a many-pass method, faithfulness), say what it costs and wait for
+    a click (the page stops). One click holds for these settings on every page of the session; the warning goes
+    away with it."""
+    costs = _slow_costs(jobs, n_images)
+    if not costs:
+        return
+    key = "|".join([cache.data_key(sel.data), ",".join(sel.models), sel.method, str(sel.params), *sorted(costs)])
+    confirmed = st.session_state.setdefault(CONFIRMED, set())
+    if key in confirmed:
+        return
+    box = st.empty()
+    with box.container():
+        st.warning(slow_sentence(costs), icon=":material/hourglass_top:")
+        clicked = st.button("Compute it", key=f"confirm.{abs(hash(key))}", icon=":material/play_arrow:")
+    if not clicked:
         st.stop()
+    confirmed.add(key)
+    box.empty()  # confirmed: the results take its place
 
 
 def _sources(sel: Selection, configs: Sequence[SweepConfig]) -> dict[str, ModelHandle]:
@@ -144,7 +182,7 @@ def _sources(sel: Selection, configs: Sequence[SweepConfig]) -> dict[str, ModelH
     return handles(sel, names) if names else {}
 
 
-def _fill(jobs: list[tuple[ModelHandle, SweepConfig, str]], imgs: Samples, what: str, sources: dict) -> None:
+def _fill(jobs: list[Job], imgs: Samples, what: str, sources: dict) -> None:
     """Compute the cold ``jobs`` (handle, config, key) with one progress bar, then mark them warm."""
     report, close = _bar(what, len(imgs) * len(jobs))
     for handle, config, key in jobs:
@@ -171,7 +209,7 @@ def tables(
             st.info(plain(note[0].upper() + note[1:]), icon=":material/label_off:")
     cold = [job for job in jobs if job[2] not in _warm()]
     if cold:
-        confirm_slow(cold, len(imgs))
+        confirm_slow(sel, cold, len(imgs))
         _fill(cold, imgs, what, sources)
     return pd.concat([cache.per_image(key, h, imgs, c, sources) for h, c, key in jobs], ignore_index=True)
 
@@ -184,16 +222,30 @@ def per_image(
     methods: Sequence[str] | None = None,
     attacks: Sequence[AttackConfig] | None = None,
     eps: tuple[float, ...] | None = None,
+    faithfulness: bool = False,
 ) -> pd.DataFrame:
     """The per-image table of the selection (or of ``models`` × ``methods`` × ``attacks``, at ``layers`` and
-    ``eps``), computed with one progress bar."""
+    ``eps``), computed with one progress bar; with the faithfulness columns only for a page that shows them
+    (``faithfulness``) and when the sidebar asks for them."""
     configs = [
-        (name, sel.config(name, layers=layers, method=method, attack=attack, eps=eps))
+        (name, page_config(sel, name, faithfulness, layers=layers, method=method, attack=attack, eps=eps))
         for name in (models or sel.models)
         for method in (methods or [sel.method])
         for attack in (attacks or [sel.attack])
     ]
     return tables(sel, configs)
+
+
+def page_config(sel: Selection, model: str, faithfulness: bool = False, **overrides) -> SweepConfig:
+    """``sel.config(model, **overrides)``, asking for faithfulness only where the page shows it: a page that does
+    not must not pay its forward passes (nor get another table key)."""
+    config = sel.config(model, **overrides)
+    return replace(config, faithfulness=config.faithfulness and faithfulness)
+
+
+def gallery_config(sel: Selection, model: str, layer: str) -> SweepConfig:
+    """The config of ``model``'s gallery at ``layer`` and the sidebar's gallery eps (no faithfulness: not shown)."""
+    return page_config(sel, model, layers=(layer,), eps=(sel.gallery_eps,))
 
 
 def with_noise_control(sel: Selection, control: bool = True) -> list[AttackConfig]:
@@ -205,11 +257,11 @@ def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> comp
     """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once (cells filled with a
     progress bar, images and maps kept from the same pass), then kept for every session (read-only)."""
     eps = sel.gallery_eps
-    config = sel.config(model, layers=(layer,), eps=(eps,))
+    config = gallery_config(sel, model, layer)
     key = cache.table_key(config, sel.device, "gallery")
     if key not in _GALLERIES:
         imgs = samples(sel)
-        confirm_slow([(handle, config, key)], len(imgs))
+        confirm_slow(sel, [(handle, config, key)], len(imgs))
         report, close = _bar("Computing the gallery", len(imgs))
         data = compute.gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
         close()
@@ -224,7 +276,7 @@ def extra_views(
     sel: Selection, handle: ModelHandle, data: compute.GalleryData, names: Sequence[str]
 ) -> compute.GalleryData:
     """``data`` with the extra views ``names`` (gcdash.cams.views) of its clean and adversarial images."""
-    base = cache.table_key(sel.config(data.model, layers=(data.layer,), eps=(data.eps,)), sel.device)
+    base = cache.table_key(page_config(sel, data.model, layers=(data.layer,), eps=(data.eps,)), sel.device)
     with st.spinner("Computing extra views…"):
         extra = {name: cache.extra_view(base, name, handle, data, sel.target) for name in names}
     return replace(data, extra=extra)  # a copy: the gallery data is shared between sessions
@@ -251,18 +303,12 @@ def report_maker(
             except GcdashError:
                 continue  # the page already said why it does not load
             layer = handle.resolve_layers(sel.layers_for(name))[-1]
-            config = sel.config(name, layers=(layer,), eps=(sel.gallery_eps,))
+            config = gallery_config(sel, name, layer)
             data = _GALLERIES.get(cache.table_key(config, sel.device, "gallery")) or compute.gallery(
                 handle, cache.store(), imgs, config, sel.gallery_eps, layer
             )
             rows += report.gallery_rows(data, k=2)
-        settings = {
-            "images": f"{len(imgs)} from {sel.data.source}", "models": ", ".join(sel.models),
-            "explanation": sel.method, "layers": sel.layer_mode,
-            "attack": sel.attack.name + "".join(f" {k}={v}" for k, v in sel.attack.params),
-            "eps": ", ".join(eps_text(e) for e in sel.eps), "gallery eps": eps_text(sel.gallery_eps),
-            "target": sel.target, "device": sel.device,
-        }  # fmt: skip
+        settings = report.selection_settings(sel, f"{len(imgs)} from {sel.data.source}")
         title = report.report_title(table["attack"].unique(), sel.models)
         return report.report_html(table, title, settings, rows, reading, extra)
 

@@ -8,6 +8,7 @@ import io
 
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from gcdash import pipeline
 from gcdash.config import eps_text
@@ -58,22 +59,29 @@ def progress() -> None:
 
 
 def _progress_body(job: compute.SweepJob) -> None:
+    slot = st.empty()  # one slot: the outcome replaces the bar and its Cancel button at once, never beside them
     if job.running:
-        st.progress(job.done / max(job.total, 1), text=_job_text(job))
-        st.button("Cancel", on_click=job.cancel, icon=":material/stop_circle:", key="runs.cancel")
+        with slot.container():
+            st.progress(job.done / max(job.total, 1), text=_job_text(job))
+            st.button("Cancel", on_click=job.cancel, icon=":material/stop_circle:", key="runs.cancel")
         return
+    _outcome(slot, job)
     if st.session_state.get("runs.shown") is not job:  # just finished: redraw the page once (the runs list)
         st.session_state["runs.shown"] = job
         st.rerun()
+
+
+def _outcome(slot: DeltaGenerator, job: compute.SweepJob) -> None:
+    """How the finished ``job`` ended, in ``slot``."""
     if job.error is not None:
-        st.error(f"Sweep failed: {plain(job.error)}")
+        slot.error(f"Sweep failed: {plain(job.error)}")
     elif job.cancelled:
-        st.warning(
+        slot.warning(
             f"Cancelled after {job.done} of {job.total} images; the finished batches are cached and will "
             "not be recomputed."
         )
     else:
-        st.success(f"Finished {job.total} images in {job.elapsed:.0f} s; the run is listed below.")
+        slot.success(f"Finished {job.total} images in {job.elapsed:.0f} s; the run is listed below.")
 
 
 def _report(per_image: pd.DataFrame, runs: str) -> str:
@@ -83,7 +91,8 @@ def _report(per_image: pd.DataFrame, runs: str) -> str:
 
 def _attack_text(attack: dict) -> str:
     params = ", ".join(f"{k}={v}" for k, v in attack.get("params", []))
-    return f"{attack['name']} ({params})" if params else attack["name"]
+    name = report.display_name("attack", attack["name"])
+    return f"{name} ({params})" if params else name
 
 
 def runs_table() -> pd.DataFrame:
@@ -96,7 +105,7 @@ def runs_table() -> pd.DataFrame:
                 "key": r["key"],
                 "created": dt.datetime.fromtimestamp(r["created"]),
                 "models": ", ".join(m["name"] for m in cfg.get("models", [])),
-                "method": cfg.get("cam", {}).get("method", ""),
+                "method": report.display_name("method", cfg.get("cam", {}).get("method", "")),
                 "attack": _attack_text(cfg.get("attack") or {"name": "fgsm"}),
                 "images": cfg.get("data", {}).get("n"),
                 "source": cfg.get("data", {}).get("source", ""),
@@ -114,12 +123,11 @@ def exports(chosen: pd.DataFrame) -> None:
     """Download buttons for the ``chosen`` rows of :func:`runs_table`: their per-image rows (Parquet, CSV) and an
     HTML report of the comparison charts (all made on click)."""
     keys = list(chosen["key"])
-    indexed = {r["key"] for r in cache.store().runs() if "table_files" in r["config"]}
-    for run_key in indexed.intersection(keys):  # a large run is indexed by its parts: say so here if they are gone
+    for run_key in keys:  # a damaged stored table, a large run's part gone: said here, before any download
         try:
-            pipeline.run_files(cache.store(), run_key)
+            pipeline.check_run(cache.store(), run_key)
         except GcdashError as err:
-            st.error(str(err))
+            st.error(plain(str(err)))
             return
     key = keys[0] if len(keys) == 1 else f"{keys[0]}+{len(keys) - 1}"
     subtitle = " / ".join(f"{r.models} · {r.method} · {r.attack} · eps {r.eps}" for r in chosen.itertuples())

@@ -27,7 +27,9 @@ from gcdash.ui.state import (
     PARAMS,
     WEIGHTS_PREFIX,
     Selection,
+    decode_value,
     parse_eps_texts,
+    value_text,
 )
 from gcdash.ui.text import plain
 from gcdash.ui.values import bound, keep_valid
@@ -43,8 +45,7 @@ def render() -> Selection:
     """Draw the sidebar and return the selection (also kept in session state for the pages)."""
     values.start_run()
     with st.sidebar:
-        for problem in st.session_state.get(values.PROBLEMS, []):
-            st.warning(plain(problem))
+        values.problem_box()
         data_config = _data_section()
         chosen = _models_section()
         specs = _weights_section(chosen)
@@ -214,9 +215,12 @@ PARAM_WIDGETS: dict[type, Callable[..., Any]] = {
 
 def _typed(name: str, default: Any) -> None:
     """Give a method parameter the type of its default (a value read from the URL is a string)."""
-    try:
-        values.request(**{name: type(default)(values.get(name, default))})
+    value = values.get(name, default)
+    try:  # a link's text is read like every link value ("0" is off); a widget's value is already typed
+        values.request(**{name: decode_value([value], default) if isinstance(value, str) else type(default)(value)})
+        values.link_problem(name, "")
     except (TypeError, ValueError):
+        values.link_problem(name, f"{name}={value!r} is not valid; using {value_text(default)}")
         values.request(**{name: default})
 
 
@@ -343,6 +347,10 @@ def _eps_section() -> tuple[tuple[float, ...], float]:
     choices = _eps_choices(eps)
     keep_valid("eps1", choices, PARAMS["eps1"].default)
     one = bound(st.select_slider, "eps (gallery)", "eps1", choices)
+    said = values.take_note("eps1")  # changed by a page (Distributions' "Open in the gallery"): say so, here
+    if said:
+        st.info(plain(said), icon=":material/info:")
+        st.toast(plain(said), icon=":material/info:")
     return eps, parse_eps_texts([one])[0]
 
 

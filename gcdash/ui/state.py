@@ -70,10 +70,19 @@ def decode_value(raw: list[str], default: Any) -> Any:
         return [v for v in raw if v != ""]
     text = raw[-1] if raw else ""
     if isinstance(default, bool):
-        if text not in ("0", "1", "true", "false"):
+        if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
             raise ValueError(text)
-        return text in ("1", "true")
+        return text.lower() in ("1", "true", "yes")
     return type(default)(text) if default is not None else text
+
+
+def value_text(value: Any) -> str:
+    """A value as a link's reader says it: on/off, comma-separated lists, "none" for an empty one."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return ", ".join(map(str, value)) or "none"
+    return str(value)
 
 
 DEFAULT_MODELS = ["demo-vgg", "demo-resnet"]
@@ -116,7 +125,8 @@ def url_to_state(query: Mapping[str, list[str]]) -> tuple[dict[str, Any], list[s
             try:
                 values[key] = PARAMS[key].decode(list(raw))
             except ValueError:
-                problems.append(f"link parameter {key}={raw[-1] if raw else ''!r} is not valid; using the default")
+                default = value_text(PARAMS[key].default)
+                problems.append(f"link parameter {key}={raw[-1] if raw else ''!r} is not valid; using {default}")
         elif key.startswith(LAYERS_PREFIX):
             values[key] = decode_value(list(raw), [])
         elif key.startswith((WEIGHTS_PREFIX, NAMES_PREFIX)):

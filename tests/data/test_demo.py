@@ -129,3 +129,8 @@ def test_bad_options_are_user_errors(kwargs):
 def test_split_given_twice_must_agree():
     with pytest.raises(GcdashError, match="twice"):
         data.load("demo:val", split="test")
+
+
+def test_an_option_of_another_source_is_one_line():
+    with pytest.raises(GcdashError, match=r"option 'masks' does not go with the demo source \(it goes with: folder\)"):
+        data.load("demo", n=4, masks="/tmp/masks")

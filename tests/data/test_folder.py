@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,7 +28,7 @@ def faces(tmp_path):
     (root / "alice" / ".hidden.jpg").write_bytes(b"ignored")
     (root / ".cache").mkdir()
     (root / "bob" / "broken.jpg").write_bytes(b"not really a jpeg")
-    (root / "loose.png").write_bytes(b"files beside the class folders are ignored, as in ImageFolder")
+    (root / "loose.png").write_bytes(b"files beside the class folders are skipped (ImageFolder ignores them)")
     return root
 
 
@@ -39,7 +41,14 @@ def test_loads_imagefolder_layout(faces):
     for sample_id, label in zip(samples.ids, samples.labels):
         assert samples.class_names[label] == sample_id.split("/")[0]
     assert all(im.dtype == np.uint8 and im.shape[2] == 3 for im in samples.images)
-    assert samples.meta["skipped"] == ["bob/broken.jpg: not a readable PNG, JPEG, WEBP, BMP, PPM or TIFF image"]
+    assert samples.meta["skipped"] == [
+        "loose.png: image beside the class folders (ImageFolder layout: images go in a class folder)",
+        "alice/notes.txt: not an image (.txt)",
+        "bob/broken.jpg: not a readable PNG, JPEG, WEBP, BMP, PPM or TIFF image",
+    ]  # every file left out is said, hidden ones aside
+    assert data.shortfall(samples, None) == [
+        "skipped 3 files: 1 beside the class folders, 1 not an image (.txt), 1 not a readable image"
+    ]
 
 
 def test_labels_match_torchvision_imagefolder(faces):
@@ -139,3 +148,88 @@ def test_a_folder_is_decoded_a_batch_at_a_time_and_gives_the_same_numbers(tmp_pa
     tables = [ModelEngine(tiny_handle, Store(tmp_path / f"c{i}"), batch_size=4).table(s, [0.0, 8 / 255])
               for i, s in enumerate((lazy, eager))]  # fmt: skip
     assert tables[0].equals(tables[1])
+
+
+def _masked_pair(tmp_path, mask: Image.Image, ext: str = "png", **save) -> tuple:
+    """One 20×20 image and its mask saved as ``mask`` (an 8×8 object at rows/cols 4..11 in the tests below)."""
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    (images / "cat").mkdir(parents=True)
+    (masks / "cat").mkdir(parents=True)
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(images / "cat" / "a.jpg")
+    mask.save(masks / "cat" / f"a.{ext}", **save)
+    return images, masks
+
+
+def _square(high: int = 255) -> np.ndarray:
+    levels = np.zeros((20, 20), np.uint8)
+    levels[4:12, 4:12] = high
+    return levels
+
+
+def test_a_transparent_background_mask_is_read_from_its_alpha(tmp_path):
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[..., :3] = 255  # white everywhere: by colour alone all of it is "object"
+    rgba[..., 3] = _square()
+    images, masks = _masked_pair(tmp_path, Image.fromarray(rgba, "RGBA"))
+    samples = data.load(f"folder:{images}", masks=str(masks))
+    assert samples.masks[0].sum() == 64 and samples.masks[0][4:12, 4:12].all()
+    assert "notes" not in samples.meta or not samples.meta["notes"]
+
+
+def test_a_lossy_jpeg_mask_is_thresholded_at_the_middle_and_said(tmp_path):
+    noisy = _square().astype(np.int16) + np.random.default_rng(0).integers(-20, 21, (20, 20))
+    images, masks = _masked_pair(tmp_path, Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "jpg", quality=60)
+    samples = data.load(f"folder:{images}", masks=str(masks))
+    assert abs(int(samples.masks[0].sum()) - 64) <= 6  # the square, not every pixel above 0
+    assert samples.meta["note_counts"] == {"non-binary mask{s} thresholded at the middle": 1}
+    assert "1 non-binary mask thresholded at the middle" in data.shortfall(samples, None)[0]
+    assert str(masks / "cat" / "a.jpg") in samples.meta["notes"][0]
+
+
+def test_a_zero_one_mask_is_binary(tmp_path):
+    images, masks = _masked_pair(tmp_path, Image.fromarray(_square(high=1)))
+    samples = data.load(f"folder:{images}", masks=str(masks))
+    assert samples.masks[0].sum() == 64 and not samples.meta["notes"]
+
+
+def test_an_empty_mask_is_said_and_scores_nan(tmp_path, tiny_handle):
+    from gcdash.engine import ModelEngine
+    from gcdash.store import Store
+
+    images, masks = _masked_pair(tmp_path, Image.fromarray(np.zeros((20, 20), np.uint8)))
+    samples = data.load(f"folder:{images}", masks=str(masks))
+    assert not samples.masks[0].any()
+    assert data.shortfall(samples, None) == [
+        "read with a choice made for 1 file: 1 empty mask (hit and mass NaN, left out of the means)"
+    ]
+    table = ModelEngine(tiny_handle, Store(tmp_path / "c"), batch_size=4).table(samples, [0.0, 8 / 255])
+    assert table[["hit_clean", "hit_adv", "mass_clean", "mass_adv"]].isna().all().all()  # not a miss
+
+
+def test_a_corrupt_mask_is_named_by_its_path(tmp_path):
+    images, masks = _masked_pair(tmp_path, Image.fromarray(_square()))
+    (masks / "cat" / "a.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(GcdashError, match=f"^{re.escape(str(masks / 'cat' / 'a.png'))}: not a readable"):
+        data.load(f"folder:{images}", masks=str(masks))
+
+
+def test_an_option_of_another_source_is_one_line(faces):
+    with pytest.raises(GcdashError, match=r"option 'split' does not go with the folder source \(it goes with: demo\)"):
+        data.load(f"folder:{faces}", split="test")
+
+
+def test_a_strip_image_is_skipped_before_decoding(faces):
+    Image.new("L", (1, 30000), 7).save(faces / "carol" / "strip.png")  # 1 KB on disk, gigabytes resized to 224
+    samples = data.load(f"folder:{faces}")
+    assert "carol/strip.png" not in samples.ids
+    assert any(s.startswith("carol/strip.png: image too elongated (1×30000") for s in samples.meta["skipped"])
+    assert "1 too large or too elongated" in data.shortfall(samples, None)[0]
+
+
+def test_an_integer_tiff_is_read_by_its_range_and_said(tmp_path):
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 200, np.int32)).save(tmp_path / "t" / "a" / "eight.tif")  # mode "I", 0..255 data
+    samples = data.load(f"folder:{tmp_path / 't'}")
+    assert samples.images[0].max() == 200  # not 200/65535 of white: black
+    assert samples.meta["notes"] == ["a/eight.tif: integer pixels span 200..200: read as 8-bit"]
+    assert data.shortfall(samples, None) == ["read with a choice made for 1 file: 1 integer image read as 8-bit"]

@@ -130,3 +130,39 @@ def test_labels_and_duplicate_names():
 def test_nothing_uploaded():
     samples, problems = from_uploads([])
     assert len(samples) == 0 and problems == []
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fmt", "expected", "note"),
+    [
+        (np.array([[0, 100], [200, 255]], np.int32), "TIFF", [0, 100, 200, 255], "0..255: read as 8-bit"),  # mode "I"
+        (np.array([[0, 100], [200, 255]], np.uint16), "PNG", [0, 100, 200, 255], "0..255: read as 8-bit"),  # "I;16"
+        (np.array([[0, 1000], [30000, 65535]], np.int32), "TIFF", [0, 4, 117, 255], "0..65535: read as 16-bit"),
+        (np.array([[0, 1000], [30000, 65535]], np.uint16), "PNG", [0, 4, 117, 255], None),  # 16-bit as declared
+    ],
+)
+def test_integer_images_are_scaled_by_their_range_and_said(pixels, fmt, expected, note):
+    notes = []
+    image = decode_image(encode(Image.fromarray(pixels), fmt), f"x.{fmt.lower()}", ("PNG", "TIFF"), notes=notes)
+    assert image[:, :, 0].flatten().tolist() == expected
+    assert [what for _, what in notes] == ([f"integer pixels span {note}"] if note else [])
+
+
+def test_integer_images_out_of_range_are_refused():
+    for pixels, span in (([[0, 70000]], r"\[0, 70000\]"), ([[-5, 9]], r"\[-5, 9\]")):
+        pixels = np.array(pixels, np.int32)
+        with pytest.raises(GcdashError, match=f"x.tif: integer pixels span {span}.*scale is unknown"):
+            decode_image(encode(Image.fromarray(pixels), "TIFF"), "x.tif", ("TIFF",))
+
+
+def test_an_upload_read_with_a_choice_says_it():
+    samples, problems = from_uploads([("dim.png", encode(Image.fromarray(np.full((4, 4), 80, np.uint16))))])
+    assert len(samples) == 1 and samples.images[0].max() == 80
+    assert problems == ["dim.png: integer pixels span 80..80: read as 8-bit"]
+
+
+def test_a_strip_is_refused_before_decoding():
+    """1×30000 is under the pixel cap, but resized to 224 on its short side it is 224×6,720,000."""
+    with pytest.raises(GcdashError, match=r"strip.png: image too elongated \(1×30000, more than 50:1\)"):
+        decode_image(png_header(1, 30_000), "strip.png")
+    assert decode_image(encode(Image.new("RGB", (500, 10))), "wide.png").shape == (10, 500, 3)  # 50:1 still loads

@@ -50,3 +50,15 @@ def test_an_all_zero_map_has_no_score():
 def test_shapes_must_agree():
     with pytest.raises(ValueError, match="same shape"):
         pointing_game(np.zeros((2, 8, 8)), np.zeros((2, 8, 9), bool))
+
+
+def test_an_empty_mask_has_no_score_not_a_miss():
+    """No object to point at: NaN (left out of every mean), not 0 (a miss averaged in); the other images keep
+    their scores."""
+    maps = np.random.default_rng(2).random((3, 16, 16))
+    masks = np.stack([_square_mask(), np.zeros((16, 16), bool), np.ones((16, 16), bool)])
+    hit, mass = pointing_game(maps, masks), mass_inside(maps, masks)
+    assert np.isnan(hit[1]) and np.isnan(mass[1])
+    assert hit[2] == 1.0 and mass[2] == pytest.approx(1.0)
+    assert hit[0] == float(masks[0].flat[maps[0].argmax()]) and 0 < mass[0] < 1
+    assert np.nanmean(hit) == pytest.approx((hit[0] + 1.0) / 2)  # the empty one is not averaged in

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -211,3 +212,59 @@ def test_unreadable_files(tmp_path):
     for name, expected in cases.items():
         with pytest.raises(GcdashError, match=expected):
             read_checkpoint(tmp_path / name)
+
+
+def _cli_refusal(capsys, tmp_path, weights) -> str:
+    """Run a sweep of demo-resnet with ``weights`` through the CLI entry; the one line it printed (exit 2)."""
+    from gcdash.cli import main
+
+    code = main(["sweep", "--models", "demo-resnet", "--weights", str(weights), "--n", "2", "--eps", "0",
+                 "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "c")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("gcdash: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("names", [7, torch.arange(3), "not json"])
+def test_class_names_that_are_not_a_list_of_names_are_refused_in_one_line(tmp_path, capsys, names):
+    state = models.load("demo-resnet", weights=None).net.backbone.state_dict()
+    if isinstance(names, str):
+        from safetensors.torch import save_file
+
+        path = tmp_path / "bad.safetensors"
+        save_file(state, str(path), metadata={"class_names": "circle, square", "arch": "demo-resnet"})
+        expected = "its class_names metadata is not JSON ('circle, square')"
+    else:
+        path = tmp_path / "bad.pt"
+        torch.save({"state_dict": state, "class_names": names}, path)
+        expected = f"its class_names must be a list of names, got {names!r}"
+    assert expected in _cli_refusal(capsys, tmp_path, path)
+
+
+def test_an_unreadable_file_is_refused_with_torchs_reason_and_no_warnings(tmp_path, capsys):
+    """A protocol-5 pickle: torch warns (two lines) and then fails with a long preamble; the refusal is one line
+    that keeps the reason (the opcode it stopped at), whole, not the preamble cut at 160 characters."""
+    files = _evil_files(tmp_path, tmp_path / "pwned")
+    err = _cli_refusal(capsys, tmp_path, files["raw5.pkl"])
+    assert "the weights-only unpickler stopped: Unsupported operand" in err
+    assert "Weights only load failed" not in err
+    with warnings.catch_warnings(record=True) as caught:  # torch's protocol warning is not shown before it
+        warnings.simplefilter("always")
+        with pytest.raises(GcdashError):
+            read_checkpoint(files["raw5.pkl"])
+    assert not caught
+    assert "nothing in it was run. Re-save it as a plain state dict" in _cli_refusal(capsys, tmp_path, files["zip.pt"])
+
+
+def test_a_missing_checkpoint_says_file_not_found(tmp_path, capsys):
+    err = _cli_refusal(capsys, tmp_path, tmp_path / "nowhere.pt")
+    assert f"file not found: {tmp_path / 'nowhere.pt'}" in err and "None" not in err
+
+
+def test_the_safetensors_suffix_is_read_in_any_case(tuned, tmp_path):
+    path = save_checkpoint(tuned, tmp_path / "faces.SafeTensors")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:  # written as safetensors, not by torch.save
+        assert f.metadata()["arch"] == "resnet50"
+    assert read_checkpoint(path).class_names == FACES
