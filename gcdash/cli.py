@@ -197,20 +197,6 @@ def build_config(args: argparse.Namespace):
     )
 
 
-def _device(text: str | None) -> str:
-    """The device asked for, checked whole: ``cpu:abc`` is refused here, not by a traceback at the first pass."""
-    import torch
-
-    from gcdash import pipeline
-
-    device = pipeline.resolve_device(text)
-    try:
-        torch.device(device)
-    except RuntimeError:
-        raise GcdashError(f"--device {text!r} is not a device; write cpu, cuda or cuda:N") from None
-    return device
-
-
 def _say_shortfall(samples, n: int | None, out: Path) -> None:
     """Print what the load skipped or decided for files, counted by reason; every file goes to OUT/skipped.txt."""
     from gcdash import data
@@ -249,8 +235,7 @@ def _run_sweep(args: argparse.Namespace, config) -> int:
     from gcdash import pipeline
     from gcdash.store import Store
 
-    device = _device(args.device)
-    pipeline.check_out_dir(args.out)
+    device = pipeline.resolve_device(args.device)  # --out was checked (and locked) by run_sweep
     store = Store(args.cache)
     store.check()
     samples = pipeline.load_samples(config)
@@ -276,7 +261,6 @@ def _run_sweep(args: argparse.Namespace, config) -> int:
                 args, each, store, device, handles, samples, parts,
                 lambda done, total, what, o=offset: progress(o + done, total, what),
             ))  # fmt: skip
-        bar.close()
         result = _joined(config, runs)
         result.write(args.out, per_image=False, parts=parts)  # the summary and, last, the manifest
         if getattr(args, "transfer", False):
@@ -369,7 +353,7 @@ def run_sanity(args: argparse.Namespace) -> int:
 
     from gcdash import data, pipeline, sanity
 
-    device = _device(args.device)
+    device = pipeline.resolve_device(args.device)
     pipeline.check_out_dir(args.out)
     samples = pipeline.load_samples(config)
     _say_shortfall(samples, config.data.n, args.out)

@@ -25,7 +25,10 @@ from gcdash.store import cell_key
 CLEAN = None  # the attack part of an unperturbed image
 #: The version of how a batch's rows are made from its cells (the columns, the NaN rules, the dissimilarity of each
 #: raw score): part of every :func:`rows` key, raised whenever that code changes, so kept rows never outlive it.
-ROWS_VERSION = 1
+ROWS_VERSION = 2  # 2: an empty object mask scores NaN (hit and mass), not a miss
+#: The version of the localisation scores' rules, part of every :func:`localisation` key (2: an empty mask is NaN;
+#: a cache made before keeps its 0.0 misses under the old keys, never served for the new rule).
+LOCALISATION_VERSION = 2
 
 
 def image_hash(x: torch.Tensor) -> str:
@@ -71,7 +74,8 @@ def mask_hash(mask: torch.Tensor) -> str:
 
 def localisation(map_key: str, mask: str, size: Sequence[int], score: str) -> str:
     """The key of one localisation score (``hit``, ``mass``) of a map against an object mask."""
-    return hashlib.sha256(f"loc|{map_key}|{mask}|{size[0]}x{size[1]}|{score}".encode()).hexdigest()
+    text = f"loc{LOCALISATION_VERSION}|{map_key}|{mask}|{size[0]}x{size[1]}|{score}"
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def faithfulness(map_key: str, size: Sequence[int], settings: str, curve: str) -> str:

@@ -41,6 +41,10 @@ def resolve_device(device: str | None) -> str:
         raise GcdashError("--device cuda was asked for but no CUDA GPU is visible; use --device cpu")
     if device.split(":")[0] not in ("cpu", "cuda"):
         raise GcdashError(f"unknown device {device!r}; choose from: cpu, cuda")
+    try:
+        torch.device(device)  # ``cpu:abc`` is refused here, not by a traceback at the first pass
+    except RuntimeError:
+        raise GcdashError(f"--device {device!r} is not a device; write cpu, cuda or cuda:N") from None
     return device
 
 

@@ -237,39 +237,17 @@ def test_verify_says_ok_in_one_line_and_each_problem_in_one(tmp_path, capsys):
 
 
 def test_a_second_sweep_into_a_busy_out_is_refused_naming_the_folder(tmp_path, capsys):
-    import sys
-
     out = tmp_path / "busy"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, time\n"
-         f"f = open({str(out / '.gcdash.lock')!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-         "print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE,
-    )  # another sweep holds the folder  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == b"held"
+    with tiny.another_sweep_holds(out):
         assert main([*BASE, "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
-    finally:
-        holder.kill()
-        holder.wait()
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(out.resolve()) in err and "another sweep" in err
     assert not (out / "per_image.parquet").exists()
 
 
 def test_a_full_out_disk_is_one_line_and_keeps_the_parts_and_the_cache(tmp_path, capsys, monkeypatch):
-    import errno
-
-    written, to_parquet = [], pd.DataFrame.to_parquet
-
-    def fill_up(frame, *args, **kwargs):
-        if len(written) == 1:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(1)
-        return to_parquet(frame, *args, **kwargs)
-
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", fill_up)
+    tiny.disk_full_after(monkeypatch, 1)
     out = tmp_path / "full"
     assert main([*BASE, "--out", str(out), "--cache", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import pandas as pd
 import pytest
+import tiny
 
 from gcdash import manifest, pipeline
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
@@ -136,22 +134,10 @@ def test_a_new_sweep_removes_the_old_summary_before_its_first_part(tmp_path):
 def test_a_folder_held_by_another_process_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time\n"
-         f"f = open({str(out / '.gcdash.lock')!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
-         "print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        assert holder.stdout.readline().strip() == b"held"
-        with pytest.raises(GcdashError) as err:
-            pipeline.Parts(out)
-        assert str(out.resolve()) in str(err.value) and "another sweep" in str(err.value)
-        assert "\n" not in str(err.value)
-    finally:
-        holder.kill()
-        holder.wait()
-    time.sleep(0.1)
+    with tiny.another_sweep_holds(out), pytest.raises(GcdashError) as err:
+        pipeline.Parts(out)
+    assert str(out.resolve()) in str(err.value) and "another sweep" in str(err.value)
+    assert "\n" not in str(err.value)
     with pipeline.Parts(out) as parts:  # the holder gone, the folder is free again
         assert parts.lock.held
     assert not parts.lock.held

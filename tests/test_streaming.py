@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tiny
 
 from gcdash import pipeline
 from gcdash.config import NISSIM, AttackConfig, CompareConfig, DataConfig, ModelSpec, SweepConfig
@@ -168,18 +169,7 @@ def test_a_large_runs_part_flipped_in_place_is_refused(tmp_path, monkeypatch):
 
 
 def test_a_full_out_disk_is_one_line_and_keeps_the_finished_parts(tmp_path, monkeypatch):
-    import errno
-
-    written = []
-    to_parquet = pd.DataFrame.to_parquet
-
-    def fill_up(frame, *args, **kwargs):
-        if len(written) == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(1)
-        return to_parquet(frame, *args, **kwargs)
-
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", fill_up)
+    tiny.disk_full_after(monkeypatch, 2)
     store, parts = Store(tmp_path / "cache"), pipeline.Parts(tmp_path / "out")
     with pytest.raises(GcdashError) as err:
         pipeline.sweep(_config(), store, batch_size=4, parts=parts)

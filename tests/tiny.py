@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -77,3 +82,53 @@ def cli_command(*args: str) -> list[str]:
         "from gcdash.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     return [sys.executable, "-c", script, *args]
+
+
+#: Class folders the tiny models partly lack, for the labelling rule: sorted positions 0-3; tiny classes by name 1, 2
+FOLDERS = {"cat": 2, "n04266014": 1, "square": 2, "triangle": 1}
+
+
+def image_folder(root, folders: dict[str, int] = FOLDERS, size: int = 32) -> str:
+    """``root`` with ``folders`` (name → number of images) of seeded random PNGs; returns its path."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, count in folders.items():
+        (root / name).mkdir(parents=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return str(root)
+
+
+@contextlib.contextmanager
+def another_sweep_holds(out: Path) -> Iterator[None]:
+    """While the block runs, another process holds ``out``'s sweep lock (``.gcdash.lock``), as a second sweep would."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, time\n"
+         f"f = open({str(out / '.gcdash.lock')!r}, 'w'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def disk_full_after(monkeypatch, writes: int) -> None:
+    """Every Parquet write after the first ``writes`` fails as on a full disk (ENOSPC)."""
+    import errno
+
+    import pandas as pd
+
+    written, to_parquet = [], pd.DataFrame.to_parquet
+
+    def fill_up(frame, *args, **kwargs):
+        if len(written) == writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(1)
+        return to_parquet(frame, *args, **kwargs)
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", fill_up)

@@ -25,7 +25,6 @@ import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -262,11 +261,8 @@ def _imagenet(spec: PaperModel, weights: str, num_classes: int | None, class_nam
 
 
 def _from_checkpoint(spec: PaperModel, weights: Weights, num_classes: int | None, class_names: ClassNames, seed: int):
-    """A fine-tuned state dict: the class count comes from its classifier weight."""
-    if not Path(weights).expanduser().is_file():
-        raise GcdashError(
-            f"weights for {spec.name}: file not found: {weights} (give a checkpoint file, 'imagenet' or 'random')"
-        )
+    """A fine-tuned state dict (a missing file was refused by ``models.load``, for every family): the class
+    count comes from its classifier weight."""
     ckpt = read_checkpoint(weights)
     n = num_classes_in(ckpt.state_dict, spec.head_weight)
     if num_classes is not None and num_classes != n:

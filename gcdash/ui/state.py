@@ -24,6 +24,7 @@ from gcdash.config import (
     eps_text,
     parse_eps,
 )
+from gcdash.registry import parse_bool
 
 PARAM_PREFIX = "p."  # p.<name>: a parameter of the CAM method
 ATTACK_PREFIX = "a."  # a.<name>: a parameter of the attack
@@ -70,9 +71,7 @@ def decode_value(raw: list[str], default: Any) -> Any:
         return [v for v in raw if v != ""]
     text = raw[-1] if raw else ""
     if isinstance(default, bool):
-        if text.lower() not in ("0", "1", "true", "false", "yes", "no"):
-            raise ValueError(text)
-        return text.lower() in ("1", "true", "yes")
+        return parse_bool(text)  # the words every parameter takes; a GcdashError is a ValueError
     return type(default)(text) if default is not None else text
 
 

@@ -5,22 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from tiny import image_folder
 
 from gcdash import data, pipeline
 from gcdash.errors import GcdashError
-
-FOLDERS = {"cat": 2, "n04266014": 1, "square": 2, "triangle": 1}  # sorted positions 0-3; tiny classes by name 1, 2
-
-
-def image_folder(root, folders: dict[str, int] = FOLDERS, size: int = 32) -> str:
-    """``root`` with ``folders`` (name → number of images) of seeded random PNGs; returns its path."""
-    rng = np.random.default_rng(0)
-    for name, count in folders.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
-    return str(root)
 
 
 def test_a_folder_is_labelled_by_class_name_and_classes_the_model_lacks_are_unlabelled(tmp_path, tiny_handle):

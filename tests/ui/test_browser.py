@@ -212,7 +212,8 @@ def test_every_page_in_a_browser(server, page, shots):
     idle(page)
     no_exception(page)
     assert page.locator('[data-testid="stMetric"]').count() == 2  # the landing page: a MOD card per model
-    assert page.get_by_text("moved least").count() >= 1
+    # the ranking sentence: a winner outside the bootstrap bands, else "no clear difference" (16 images: often so)
+    assert page.get_by_text("moved least").count() + page.get_by_text("No clear difference").count() >= 1
     screenshot(page, shots, "overview")
 
     visit(page, server, "Gallery")

@@ -4,10 +4,9 @@ work (many-pass methods, faithfulness) asked for once, in one sentence, and only
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from tiny import image_folder
 
 from gcdash import data, pipeline
 from gcdash.config import AttackConfig, DataConfig, ModelSpec, SweepConfig
@@ -17,18 +16,8 @@ from gcdash.ui import compute
 from tests.ui.test_app import GALLERY, app, assert_clean, image_urls, info_texts, shown
 
 pytestmark = pytest.mark.timeout(900)
-FOLDERS = {"cat": 2, "n04266014": 1, "square": 2, "triangle": 1}  # by position: circle, square, triangle, star
 SLOW = "Slow on a CPU"
 
-
-def image_folder(root, folders: dict[str, int] = FOLDERS, size: int = 32) -> str:
-    """``root`` with ``folders`` (name → number of images) of seeded random PNGs; returns its path."""
-    rng = np.random.default_rng(0)
-    for name, count in folders.items():
-        (root / name).mkdir(parents=True)
-        for i in range(count):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
-    return str(root)
 
 
 def slow_warnings(at) -> list[str]:
