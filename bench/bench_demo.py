@@ -47,8 +47,10 @@ def main() -> None:
         pngs.append(buf.getvalue())
     drawn = best_of(args.rounds, lambda: generate("test", range(args.n), seed=11))
     decoded = best_of(args.rounds, lambda: [Image.open(io.BytesIO(b)).convert("RGB").load() for b in pngs])
-    print(f"demo generation: {args.n} images in {drawn:.3f} s ({1e3 * drawn / args.n:.2f} ms/image, median of "
-          f"{args.rounds})")
+    print(
+        f"demo generation: {args.n} images in {drawn:.3f} s ({1e3 * drawn / args.n:.2f} ms/image, median of "
+        f"{args.rounds})"
+    )
     print(f"PNG decode baseline: {decoded:.3f} s; ratio {drawn / decoded:.2f} (target ≤ 10)")
 
 

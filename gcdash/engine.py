@@ -26,11 +26,10 @@ from gcdash.errors import Cancelled, GcdashError
 from gcdash.metrics import faithfulness as faith
 from gcdash.metrics.localisation import LOCALISATION
 from gcdash.models.handle import ModelHandle
+from gcdash.progress import Progress, ShouldStop
 from gcdash.store import Store
 from gcdash.targets import TARGETS
 
-Progress = Callable[[int, str], None]  # (images just finished, what) → None
-ShouldStop = Callable[[], bool]
 Cell = tuple[float, str]  # (eps, layer)
 Upsampled = Callable[[float, list[int]], torch.Tensor]  # (eps, images) → their maps at the input size, on device
 Scores = dict[str, float]  # cache key → score
@@ -207,7 +206,7 @@ class ModelEngine:
             part = samples.subset(range(start, min(start + self.batch_size, len(samples))))
             yield part
             if progress is not None:
-                progress(len(part), self.handle.name)
+                progress(start + len(part), len(samples), self.handle.name)
 
     def _settings(self, eps_list: Sequence[float], layers: Sequence[str]) -> str:
         """What a batch's rows depend on besides its images: the digest in :func:`gcdash.keys.rows`."""

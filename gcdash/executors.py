@@ -30,10 +30,9 @@ import pandas as pd
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
+from gcdash.progress import Progress, ShouldStop
 from gcdash.store import Store
 
-Progress = Callable[[int, int, str], None]
-ShouldStop = Callable[[], bool]
 MAX_RETRIES = 2  # a batch whose worker died is tried again on another worker this many times
 CONNECT_TIMEOUT_S = 3.0  # how long a --ray-address may take to accept a connection before it is refused
 

@@ -21,13 +21,11 @@ import torch
 from gcdash import data, manifest, models, results
 from gcdash.config import AttackConfig, SweepConfig
 from gcdash.data import Samples
-from gcdash.engine import ModelEngine, ShouldStop, canonical_order
-from gcdash.engine import Progress as EngineProgress
+from gcdash.engine import ModelEngine, canonical_order
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
+from gcdash.progress import Progress, ShouldStop, shifted
 from gcdash.store import Store
-
-Progress = Callable[[int, int, str], None]  # (done, total, what) → None
 
 
 def default_device() -> str:
@@ -207,7 +205,7 @@ def model_table(
     model: str | None = None,
     batch_size: int = 32,
     handles: Mapping[str, ModelHandle] | None = None,
-    progress: EngineProgress | None = None,
+    progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
     keep_maps: str = "all",
     sink: Callable[[pd.DataFrame], None] | None = None,
@@ -406,20 +404,14 @@ def sweep(
     store = store or Store()
     samples = samples if samples is not None else load_samples(config)
     device = resolve_device(device)
-    total, done = len(samples) * len(config.models), 0
+    total = len(samples) * len(config.models)
     frames, passes, kept = [], {}, _Kept(parts)
     first_group = parts.group if parts is not None else 0  # parts may already hold other sweeps' rows
     handles = dict(handles or {})
-    for spec in config.models:
+    for i, spec in enumerate(config.models):
         handle = handles.get(spec.name) or models.load(spec.name, weights=spec.weights, **dict(spec.options))
         handle.to(device)
-
-        def report(n: int, what: str) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, total, what)
-
+        report = shifted(progress, i * len(samples), total)
         table, engine = model_table(
             handle, store, samples, config, model=spec.name, batch_size=batch_size, handles=handles,
             progress=report, should_stop=should_stop, keep_maps=keep_maps, sink=parts and kept.write,

@@ -24,12 +24,12 @@ from gcdash.data import Samples
 from gcdash.engine import ModelEngine
 from gcdash.errors import Cancelled, GcdashError
 from gcdash.models.handle import ModelHandle
+from gcdash.progress import Progress
 from gcdash.store import Store
 from gcdash.targets import TARGETS
 from gcdash.ui.pace import Pace
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, str], None]  # (images just finished, what) → None
 BATCH_SIZE = 16  # images per model pass: small enough for a lively progress bar and quick interruption
 
 

@@ -23,6 +23,7 @@ from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.data import Samples
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
+from gcdash.progress import Progress, shifted
 from gcdash.ui import cache, compute, values
 from gcdash.ui.pace import Pace
 from gcdash.ui.sidebar import SELECTION, UPLOADS
@@ -101,15 +102,15 @@ def _progress_text(what: str, done: int, total: int, start: float, pace: Pace) -
     return f"{what}: {done}/{total} images · {elapsed:.0f} s{eta}"
 
 
-def _bar(what: str, total: int) -> tuple[Callable[[int, str], None], Callable[[], None]]:
-    """A progress bar with counts, elapsed time and ETA: (report(n images done, model name), close)."""
-    done, start, pace = 0, time.monotonic(), Pace()
+def _bar(what: str, total: int) -> tuple[Progress, Callable[[], None]]:
+    """A progress bar with counts, elapsed time and ETA over ``total`` images: (report, close); each report says
+    how many of them are done (:data:`~gcdash.progress.Progress`)."""
+    start, pace, seen = time.monotonic(), Pace(), [0]
     bar = st.progress(0.0, text=f"{what}: starting…")
 
-    def report(n: int, name: str) -> None:
-        nonlocal done
-        done += n
-        pace.add(n)
+    def report(done: int, _: int, name: str) -> None:
+        pace.add(done - seen[0])
+        seen[0] = done
         text = _progress_text(f"{what} ({name})", done, total, start, pace)
         bar.progress(min(done / max(total, 1), 1.0), text=text)
 
@@ -184,9 +185,11 @@ def _sources(sel: Selection, configs: Sequence[SweepConfig]) -> dict[str, ModelH
 
 def _fill(jobs: list[Job], imgs: Samples, what: str, sources: dict) -> None:
     """Compute the cold ``jobs`` (handle, config, key) with one progress bar, then mark them warm."""
-    report, close = _bar(what, len(imgs) * len(jobs))
-    for handle, config, key in jobs:
-        table = compute.per_image(handle, cache.store(), imgs, config, report, handles=sources)
+    total = len(imgs) * len(jobs)
+    report, close = _bar(what, total)
+    for i, (handle, config, key) in enumerate(jobs):
+        progress = shifted(report, i * len(imgs), total)
+        table = compute.per_image(handle, cache.store(), imgs, config, progress, handles=sources)
         if not cache.store().read_only:  # listed on the Runs page, exportable like a sweep's
             pipeline.save_run(cache.store(), pipeline.SweepResult(config, table))
         _warm().add(key)

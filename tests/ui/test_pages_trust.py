@@ -19,7 +19,6 @@ pytestmark = pytest.mark.timeout(900)
 SLOW = "Slow on a CPU"
 
 
-
 def slow_warnings(at) -> list[str]:
     return [w.value for w in at.warning if SLOW in w.value]
 
