@@ -38,8 +38,8 @@ with page.guard():
             hide_index=True,
             column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("mod", "mod_noise", "gap")},
         )
-    eps = results.headline_eps(summary, sel.gallery_eps)
-    reading = results.reading(summary, eps, floors.to_dict()) if eps is not None else {}
+    eps = results.narrative.headline_eps(summary, sel.gallery_eps)
+    reading = results.narrative.reading(summary, eps, floors.to_dict()) if eps is not None else {}
     if eps is not None:
         st.subheader(f"Reading MOD at eps {eps_text(eps)}")
         st.caption(

@@ -25,13 +25,13 @@ with page.guard():
     table = run.per_image(sel, attacks=run.with_noise_control(sel), eps=story)
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
-    eps = results.headline_eps(summary, sel.gallery_eps)
+    eps = results.narrative.headline_eps(summary, sel.gallery_eps)
 
     st.subheader("What we found")
-    st.markdown("\n".join(f"- {plain(line)}" for line in results.takeaway(summary, eps)))
+    st.markdown("\n".join(f"- {plain(line)}" for line in results.narrative.takeaway(summary, eps)))
 
     if eps is not None:
-        attacked = results.story_rows(summary, eps)  # the noise control itself when it is the attack
+        attacked = results.narrative.story_rows(summary, eps)  # the noise control itself when it is the attack
         noise = summary[(summary["eps"] == eps) & (summary["attack"] == "noise")].groupby("model").tail(1)
         noise = noise.set_index("model")["mod"] if sel.attack.name != "noise" else pd.Series(dtype=float)
         cards = st.columns(max(1, len(attacked)))

@@ -158,7 +158,7 @@ def report_html(
     figures = {**comparison_figures(per_image), **(extra or {})}
     parts = [fig.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures.values())]
     table = results.mod_vid_table(summary).to_html(index=False, float_format="{:.4f}".format, na_rep="n/a")
-    takeaway = "".join(f"<li>{html.escape(line)}</li>" for line in results.takeaway(summary))
+    takeaway = "".join(f"<li>{html.escape(line)}</li>" for line in results.narrative.takeaway(summary))
     facts = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in settings.items())
     terms = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in DEFINITIONS)
     gallery = f"<h2>The images whose explanation moved most</h2>{_gallery_html(rows)}" if rows else ""
