@@ -7,7 +7,7 @@ on the same batches:
 - ``t_cam``: one bare forward + backward to the sweep's layers per image (:func:`gcdash.cams.taps.tap`: the
   least a gradient CAM pass must do; at a deep layer it is cheaper than a backward to the input, so counting it
   as a full pass would flatter the pipeline);
-- the sweep: ``pipeline.sweep`` on a cold cache, FGSM at 5 eps, Grad-CAM, NISSIM, rows streamed to Parquet parts
+- the sweep: ``sweep.sweep`` on a cold cache, FGSM at 5 eps, Grad-CAM, NISSIM, rows streamed to Parquet parts
   (the full-scale path), localisation included where the images have masks (the demo's do).
 
 1.0 means nothing but the model's passes; the rest of the sweep (CAM maths, upsampling, comparisons, keys,
@@ -40,11 +40,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GCDASH_OFFLINE", "1")
 
-from gcdash import data, models, pipeline
+from gcdash import data, models, plan, sweep
 from gcdash.attacks.base import loss_gradient
 from gcdash.cams import base as cam_base
 from gcdash.cams.taps import tap
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
+from gcdash.parts import Parts
 from gcdash.store import Store
 
 fgsm_module = importlib.import_module("gcdash.attacks.fgsm")  # the module (the package's ``fgsm`` is a function)
@@ -102,9 +103,9 @@ def _round(handle, samples, layers: list[str], device: str) -> dict:
     clock = ModelClock()
     with tempfile.TemporaryDirectory() as root, _clocked(clock):
         store = Store(Path(root) / "cache")
-        parts = pipeline.Parts(Path(root) / "out")
+        parts = Parts(Path(root) / "out")
         start = time.perf_counter()
-        result = pipeline.sweep(
+        result = sweep.sweep(
             config, store, device=device, batch_size=BATCH, handles={handle.name: handle}, samples=samples, parts=parts
         )
         seconds = time.perf_counter() - start
@@ -163,11 +164,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="demo-resnet,resnet50")
     parser.add_argument("--n", type=int, default=64, help="demo images per sweep (resnet50 uses at most 8)")
-    parser.add_argument("--device", default=pipeline.default_device())
+    parser.add_argument("--device", default=plan.default_device())
     parser.add_argument("--batch", type=int, default=BATCH, help="images per batch, for the sweep and the bare passes")
     parser.add_argument("--repeats", type=int, default=3, help="rounds per figure (their median is printed)")
     args = parser.parse_args()
-    device = pipeline.resolve_device(args.device)
+    device = plan.resolve_device(args.device)
     BATCH = args.batch
     torch.manual_seed(0)
     for model in args.models.split(","):

@@ -36,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GCDASH_OFFLINE", "1")
 
-from gcdash import data, models, pipeline
+from gcdash import data, models, sweep
 from gcdash.attacks.base import loss_gradient
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.engine import KEEP_MAPS
@@ -68,7 +68,7 @@ def sweep_cost(handle, samples, policy: str) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as root:
         store = Store(root)
         start = time.perf_counter()
-        pipeline.sweep(config, store, batch_size=8, handles={handle.name: handle}, samples=samples, keep_maps=policy)
+        sweep.sweep(config, store, batch_size=8, handles={handle.name: handle}, samples=samples, keep_maps=policy)
         seconds = time.perf_counter() - start
         store._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         size = store.size_bytes()

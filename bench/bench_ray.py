@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gcdash import executors, pipeline
+from gcdash import executors, plan, sweep
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.store import Store
 
@@ -29,10 +29,10 @@ def main() -> None:
         models=(ModelSpec("demo-resnet"), ModelSpec("demo-vgg")), data=DataConfig("demo", args.n, 0),
         eps=tuple(e / 255 for e in (0, 1, 2, 4, 8, 16)), layers="all",
     )  # fmt: skip
-    samples = pipeline.load_samples(config)
+    samples = plan.load_samples(config)
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         start = time.perf_counter()
-        local = pipeline.sweep(config, Store(a), samples=samples)
+        local = sweep.sweep(config, Store(a), samples=samples)
         t_local = time.perf_counter() - start
         start = time.perf_counter()
         table, _ = executors.ray_sweep(config, Store(b), samples, workers=2)

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GCDASH_OFFLINE", "1")
 
-from gcdash import pipeline
+from gcdash import sweep
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.engine import KEEP_MAPS
 from gcdash.store import Store
@@ -35,7 +35,7 @@ def measure(model: str, n: int) -> None:
     for policy in KEEP_MAPS:
         with tempfile.TemporaryDirectory() as root:
             store = Store(root)
-            result = pipeline.sweep(config, store, keep_maps=policy)
+            result = sweep.sweep(config, store, keep_maps=policy)
             tables[policy] = result.per_image
             store._run(lambda c: c.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
             kinds = {row["kind"]: row["nbytes"] for row in store.usage()}

@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("GCDASH_OFFLINE", "1")
 
-from gcdash import attacks, data, models, pipeline
+from gcdash import attacks, data, models, plan, sweep
 from gcdash.attacks import fgsm
 from gcdash.config import AttackConfig, CamConfig, DataConfig, ModelSpec, SweepConfig
 from gcdash.engine import ModelEngine
@@ -58,8 +58,8 @@ def target_sweep(n: int, device: str) -> None:
     )
     with tempfile.TemporaryDirectory() as root:
         store = Store(root)
-        cold, t_cold = timed(lambda: pipeline.sweep(config, store, device=device))
-        warm, t_warm = timed(lambda: pipeline.sweep(config, store, device=device))
+        cold, t_cold = timed(lambda: sweep.sweep(config, store, device=device))
+        warm, t_warm = timed(lambda: sweep.sweep(config, store, device=device))
         same = cold.per_image.equals(warm.per_image)
     threads = torch.get_num_threads()
     print(f"[target] 4 demo models × {n} images × {len(EPS)} eps, default layer ({device}, {threads} threads)")
@@ -115,9 +115,9 @@ def warm_cold(n: int, model: str, device: str) -> None:
     run = {"handles": {model: handle}, "samples": samples, "device": device}
     with tempfile.TemporaryDirectory() as root:
         store = Store(root)
-        cold, t_cold = timed(lambda: pipeline.sweep(config, store, batch_size=32, **run))
-        warm, t_warm = timed(lambda: pipeline.sweep(config, store, batch_size=32, **run))
-        cells, t_cells = timed(lambda: pipeline.sweep(config, store, batch_size=24, **run))
+        cold, t_cold = timed(lambda: sweep.sweep(config, store, batch_size=32, **run))
+        warm, t_warm = timed(lambda: sweep.sweep(config, store, batch_size=32, **run))
+        cells, t_cells = timed(lambda: sweep.sweep(config, store, batch_size=24, **run))
     same = cold.per_image.equals(warm.per_image) and cold.per_image.equals(cells.per_image)
     print(f"[warm] {model}, {n} images × every layer × {len(EPS)} eps, in process")
     print(f"  cold {t_cold:7.2f} s   warm {t_warm:6.3f} s ({t_cold / t_warm:5.1f}×)   ", end="")
@@ -149,9 +149,9 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=48)
     parser.add_argument("--baseline-models", default="demo-resnet,resnet50")
     parser.add_argument("--warm-model", default="demo-resnet")
-    parser.add_argument("--device", default=pipeline.default_device())
+    parser.add_argument("--device", default=plan.default_device())
     args = parser.parse_args()
-    device = pipeline.resolve_device(args.device)
+    device = plan.resolve_device(args.device)
     torch.manual_seed(0)
     target_sweep(args.n, device)
     warm_cold(args.n, args.warm_model, device)

@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -210,11 +209,11 @@ def _say_shortfall(samples, n: int | None, out: Path) -> None:
 
 def run_sweep(args: argparse.Namespace) -> int:
     config = build_config(args)
-    from gcdash import manifest, pipeline
+    from gcdash import manifest, plan
 
     # Ray, when asked for, is started and checked before any image or model is loaded; then --out is this sweep's
     # (the lock passes to its Parts, which give it back when the tables are written)
-    with _executor(args), manifest.FolderLock(pipeline.check_out_dir(args.out)):
+    with _executor(args), manifest.FolderLock(plan.check_out_dir(args.out)):
         return _run_sweep(args, config)
 
 
@@ -230,40 +229,27 @@ def _executor(args: argparse.Namespace) -> contextlib.AbstractContextManager:
 
 
 def _run_sweep(args: argparse.Namespace, config) -> int:
-    from tqdm import tqdm
-
-    from gcdash import pipeline
+    from gcdash import plan, sweep
+    from gcdash.parts import Parts
     from gcdash.store import Store
 
-    device = pipeline.resolve_device(args.device)  # --out was checked (and locked) by run_sweep
-    store = Store(args.cache)
+    store = Store(args.cache)  # --out was checked (and locked) by run_sweep
     store.check()
-    samples = pipeline.load_samples(config)
-    _say_shortfall(samples, config.data.n, args.out)
-    handles = pipeline.load_handles(config, device)  # fails fast on bad weights or layer names
-    for line in pipeline.check_inputs(config, samples, handles):
+    ready = plan.make(config, args.device)  # fails fast on a bad device, weights, layer names or labels
+    _say_shortfall(ready.samples, config.data.n, args.out)
+    for line in ready.notes:
         print(f"gcdash: warning: {line}", file=sys.stderr)
-    configs = [config]
-    if getattr(args, "transfer", False):
-        sources = [spec.name for spec in config.models]
-        configs = [replace(config, attack=a) for a in pipeline.transfer_attacks(config.attack, sources)]
-    bar = tqdm(total=len(samples) * len(config.models) * len(configs), unit="img", desc="sweep", file=sys.stderr)
-
-    def progress(done: int, total: int, what: str) -> None:
-        bar.set_postfix_str(what)
-        bar.update(done - bar.n)
-
-    runs, parts = [], pipeline.Parts(args.out)  # rows reach the disk batch by batch; --out is locked till the end
+    transfer = getattr(args, "transfer", False)
+    pool = sweep.RayPool(args.workers, args.gpus_per_worker, args.ray_address) if args.executor == "ray" else None
+    progress, bar = _bar(len(ready.samples) * len(config.models) * (len(config.models) if transfer else 1))
+    parts = Parts(args.out)  # rows reach the disk batch by batch; --out is locked till the end
     try:
-        for i, each in enumerate(configs):
-            offset = i * len(samples) * len(config.models)
-            runs.append(_sweep_one(
-                args, each, store, device, handles, samples, parts,
-                lambda done, total, what, o=offset: progress(o + done, total, what),
-            ))  # fmt: skip
-        result = _joined(config, runs)
+        result = sweep.sweep(
+            config, store, device=args.device, batch_size=args.batch_size, keep_maps=args.keep_maps, parts=parts,
+            progress=progress, ray=pool, transfer=transfer, plan=ready,
+        )  # fmt: skip
         result.write(args.out, per_image=False, parts=parts)  # the summary and, last, the manifest
-        if getattr(args, "transfer", False):
+        if transfer:
             _write_transfer(result.summary(), args.out)
     finally:
         bar.close()
@@ -272,6 +258,19 @@ def _run_sweep(args: argparse.Namespace, config) -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
     print(f"\nwrote {args.out}/per_image.parquet, summary.csv, vid.csv ({result.n_rows} rows)")
     return 0
+
+
+def _bar(total: int):
+    """A tqdm bar over ``total`` images on stderr and the :data:`~gcdash.progress.Progress` that moves it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="img", desc="sweep", file=sys.stderr)
+
+    def progress(done: int, _total: int, what: str) -> None:
+        bar.set_postfix_str(what)
+        bar.update(done - bar.n)
+
+    return progress, bar
 
 
 def _printed_table(summary):
@@ -287,39 +286,6 @@ def _printed_table(summary):
         table = table.merge(wide.reset_index(), on=results.GROUP, how="left")
     vids = [c for c in table.columns if c.startswith("vid")]
     return table[[c for c in table.columns if c not in vids] + vids]
-
-
-def _joined(config, runs):
-    """The runs of one sweep (one per transfer source) as one result: their summaries joined, passes added."""
-    import pandas as pd
-
-    from gcdash import pipeline
-
-    passes = {m: sum(r.passes.get(m, 0) for r in runs) for m in runs[0].passes}
-    summary = pd.concat([r.summary() for r in runs], ignore_index=True)  # each run's groups are its own (its source)
-    return pipeline.SweepResult(config, runs[0].per_image.iloc[:0], passes, streamed=summary,
-                                n_rows=sum(r.n_rows for r in runs))  # fmt: skip
-
-
-def _sweep_one(args, config, store, device, handles, samples, parts, progress):
-    """One config through the chosen executor: this process, or a pool of Ray actors."""
-    from gcdash import executors, pipeline
-
-    if args.executor == "ray":
-        first = parts.group
-        _, passes = executors.ray_sweep(
-            config, store, samples, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-            address=args.ray_address, device=args.device, batch_size=args.batch_size, parts=parts,
-            progress=progress, keep_maps=args.keep_maps,
-        )  # fmt: skip
-        result = parts.result(config, passes, range(first, parts.group))  # the table too, for the Runs page
-        if not store.read_only:
-            pipeline.save_run(store, result, files=parts.written(range(first, parts.group)))  # on the Runs page
-        return result
-    return pipeline.sweep(
-        config, store, device=device, batch_size=args.batch_size, handles=handles, samples=samples,
-        keep_maps=args.keep_maps, parts=parts, progress=progress,
-    )  # fmt: skip
 
 
 def _write_transfer(summary, out: Path) -> None:
@@ -351,13 +317,13 @@ def run_sanity(args: argparse.Namespace) -> int:
     config = build_config(args)
     import pandas as pd
 
-    from gcdash import data, pipeline, sanity
+    from gcdash import data, plan, sanity
 
-    device = pipeline.resolve_device(args.device)
-    pipeline.check_out_dir(args.out)
-    samples = pipeline.load_samples(config)
+    device = plan.resolve_device(args.device)
+    plan.check_out_dir(args.out)
+    samples = plan.load_samples(config)
     _say_shortfall(samples, config.data.n, args.out)
-    handles = pipeline.load_handles(config, device)
+    handles = plan.load_handles(config, device)
     tables = []
     for spec in config.models:
         handle = handles[spec.name]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -96,6 +96,16 @@ class AttackConfig:
         """The registered model the perturbation is crafted on, or None (the attacked model itself)."""
         return dict(self.params).get("source") or None
 
+    def crafted_on(self, sources: tuple[str, ...] | list[str]) -> list[AttackConfig]:
+        """This attack crafted on each of ``sources`` (``source=NAME``), for the transfer matrix: evaluated on every
+        model, the source equal to the model is the white-box attack (the same cells)."""
+        from gcdash import attacks
+
+        if not attacks.get(self.name).uses_model:
+            raise GcdashError(f"attack {self.name} ignores the model, so it has no transfer matrix; use fgsm or pgd")
+        own = [(k, v) for k, v in self.params if k != "source"]
+        return [AttackConfig(self.name, tuple(sorted([*own, ("source", name)]))) for name in sources]
+
 
 @dataclass(frozen=True)
 class CompareConfig:
@@ -139,3 +149,17 @@ class SweepConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def source_column(self, model: str) -> str:
+        """Who crafted the perturbation ``model`` is evaluated on: the transfer source, the model itself, or
+        "none" (the noise control)."""
+        from gcdash import attacks
+
+        if not attacks.get(self.attack.name).uses_model:
+            return "none"
+        return self.attack.source or model
+
+    def transfers(self) -> list[SweepConfig]:
+        """The transfer matrix: this sweep with its attack crafted on each of its models in turn."""
+        sources = [spec.name for spec in self.models]
+        return [replace(self, attack=attack) for attack in self.attack.crafted_on(sources)]

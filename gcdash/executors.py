@@ -1,8 +1,8 @@
-"""Where a sweep's batches run: in this process (``local``, :func:`gcdash.pipeline.sweep`) or spread over a Ray
+"""Where a sweep's batches run: in this process (``local``, :func:`gcdash.sweep.sweep`) or spread over a Ray
 cluster (``ray``, :func:`ray_sweep`).
 
 The Ray executor shards each model's images into batches and hands them to a pool of actors, each holding its own
-copy of the model on its own device. A worker runs exactly the local path (:func:`gcdash.pipeline.model_table` on
+copy of the model on its own device. A worker runs exactly the local path (:func:`gcdash.sweep.model_table` on
 its batch), reading cells from the cache read-only and keeping what it computes in a :class:`BufferedStore`; the
 driver, the only writer, stores what each batch computed, writes its rows as a Parquet part and reports progress.
 So the per-image results equal the local executor's, and a killed sweep resumes from every finished batch.
@@ -103,39 +103,39 @@ class CellWorker:
     it loads each model of the sweep once, when its first batch arrives, on its own device."""
 
     def __init__(self, config: SweepConfig, cache: str | None, device: str | None, options: dict) -> None:
-        from gcdash import pipeline
+        from gcdash import plan
 
         self.config, self.options = config, options
-        self.device = pipeline.resolve_device(device)
+        self.device = plan.resolve_device(device)
         self.base = _read_only(cache)
         self.handles: dict = {}
 
     def _handle(self, model: str):
-        from gcdash import models
+        from gcdash import plan
 
         if model not in self.handles:
             spec = next(s for s in self.config.models if s.name == model)
-            self.handles[model] = models.load(spec.name, weights=spec.weights, **dict(spec.options)).to(self.device)
+            self.handles[model] = plan.load_handle(spec, self.device)
         return self.handles[model]
 
     def _source(self) -> None:
         """A transfer attack's source, loaded once: with its sweep spec's weights when it is one of the models."""
         source = self.config.attack.source
         if source and source not in self.handles:
-            from gcdash import models
+            from gcdash import plan
 
             if any(s.name == source for s in self.config.models):
                 self._handle(source)
             else:
-                self.handles[source] = models.load(source).to(self.device)
+                self.handles[source] = plan.load_handle(source, self.device)
 
     def run(self, model: str, samples: Samples) -> tuple[pd.DataFrame, dict, dict, int]:
         """The rows of ``samples`` (one batch) for ``model``, what computing them wrote, and the passes it took."""
-        from gcdash import pipeline
+        from gcdash import sweep
 
         self._source()
         store = BufferedStore(self.base)
-        table, engine = pipeline.model_table(
+        table, engine = sweep.model_table(
             self._handle(model), store, samples, self.config, model=model, batch_size=len(samples),
             handles=self.handles, **self.options,
         )  # fmt: skip
@@ -281,18 +281,18 @@ def ray_sweep(
     address: str | None = None,
     device: str | None = None,
     batch_size: int = 32,
-    parts=None,
+    sink: Callable[[int, pd.DataFrame], None] | None = None,
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
     keep_maps: str = "all",
     worker: type = CellWorker,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Run ``config`` on a pool of ``workers`` Ray actors (each with ``gpus_per_worker`` GPUs and its own copy of
-    each model); the per-image table (in the local executor's order; empty when the rows go to ``parts``, which
-    then hold them, so the driver keeps none in memory) and the passes per model. A batch whose worker dies is retried
-    on another actor up to :data:`MAX_RETRIES` times, then the sweep fails with one line; finished batches are kept
-    (their cells in ``store``, their rows in ``parts``)."""
-    from gcdash import pipeline
+    each model); the per-image table (in the local executor's order; empty when the rows go to ``sink``, called
+    with each batch's model index and rows, so the driver keeps none in memory) and the passes per model. A batch
+    whose worker dies is retried on another actor up to :data:`MAX_RETRIES` times, then the sweep fails with one
+    line; finished batches are kept (their cells in ``store``, their rows in ``sink``)."""
+    from gcdash.parts import in_group_order
 
     ranges = shard_ranges(len(samples), batch_size)
     total, done, frames, passes = len(samples) * len(config.models), 0, [], {}
@@ -304,20 +304,18 @@ def ray_sweep(
                 batches = [lambda r=r, m=spec.name: (m, samples.subset(r)) for r in ranges]
                 finished = _stored(store, _run_all(ray, pool, batches, should_stop))  # cells kept as each batch ends
                 for table, n in _in_order(finished):
-                    if parts is not None:
-                        parts.write(table)
+                    if sink is not None:
+                        sink(group, table)
                     else:
                         frames.append((group, table))
                     passes[spec.name] = passes.get(spec.name, 0) + n
                     done += int(table["image_id"].nunique())
                     if progress is not None:
                         progress(done, total, spec.name)
-                if parts is not None:
-                    parts.next_group()
         finally:
             for actor in pool:
                 ray.kill(actor)
-    return pipeline.in_group_order(frames), passes
+    return in_group_order(frames), passes
 
 
 def _stored(store: Store, results: Iterable[tuple[int, tuple]]) -> Iterable[tuple[int, tuple]]:

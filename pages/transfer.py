@@ -4,7 +4,7 @@ flip rate, without labels) and its MOD; the diagonal is the white-box attack."""
 
 import streamlit as st
 
-from gcdash import pipeline, plots, results
+from gcdash import plots, results
 from gcdash.config import eps_text
 from gcdash.ui import page, run
 
@@ -22,7 +22,7 @@ with page.guard():
     if len(sel.models) < 2:
         st.info("Pick two models or more in the sidebar: the matrix pairs each with every other.")
         st.stop()
-    crafted = pipeline.transfer_attacks(sel.attack, list(sel.models))
+    crafted = sel.attack.crafted_on(list(sel.models))
     table = run.per_image(sel, attacks=crafted)
     summary = results.summary(table)
     labelled = summary["acc_adv"].notna().any()

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import tiny
 
-from gcdash import manifest, pipeline
+from gcdash import manifest, sweep
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.errors import GcdashError
+from gcdash.parts import Parts, read_parts
 from gcdash.store import Store
 
 CONFIG = SweepConfig(models=(ModelSpec("tiny-cnn"),), data=DataConfig("tiny", 10, 0), eps=(0.0, 4 / 255), layers="all")
@@ -20,8 +21,8 @@ CONFIG = SweepConfig(models=(ModelSpec("tiny-cnn"),), data=DataConfig("tiny", 10
 
 def _streamed(tmp_path, out="out"):
     """A sweep streamed to ``tmp_path/out`` and written with its summary and manifest, as the CLI does."""
-    with pipeline.Parts(tmp_path / out) as parts:
-        result = pipeline.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4, parts=parts)
+    with Parts(tmp_path / out) as parts:
+        result = sweep.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4, parts=parts)
         result.write(tmp_path / out, per_image=False, parts=parts)
     return tmp_path / out, result
 
@@ -52,7 +53,7 @@ def test_a_deleted_part_is_one_line_never_fewer_rows(tmp_path):
     missing = f"per_image.parquet/{gone.name} is missing (the manifest lists it with {rows} rows)"
     assert manifest.verify(out) == [missing]
     with pytest.raises(GcdashError, match="is gone"):
-        pipeline.read_parts([*sorted((out / "per_image.parquet").glob("part-*")), gone])
+        read_parts([*sorted((out / "per_image.parquet").glob("part-*")), gone])
 
 
 def test_extra_changed_and_edited_files_are_each_one_line(tmp_path):
@@ -74,19 +75,19 @@ def test_extra_changed_and_edited_files_are_each_one_line(tmp_path):
 def test_gcdash_readers_check_each_part_against_the_manifest(tmp_path):
     out, result = _streamed(tmp_path)
     files = sorted((out / "per_image.parquet").glob("part-*.parquet"))
-    pd.testing.assert_frame_equal(pipeline.read_parts(files), result.per_image)
+    pd.testing.assert_frame_equal(read_parts(files), result.per_image)
     stamp = files[0].stat()
     _flip(files[0])
     os.utime(files[0], ns=(stamp.st_atime_ns, stamp.st_mtime_ns))  # same size, same time: only the bytes differ
     with pytest.raises(GcdashError, match="does not match its checksum"):
-        pipeline.read_parts(files)
+        read_parts(files)
     shutil.copy(files[1], out / "per_image.parquet" / "part-0005-000000.parquet")
     with pytest.raises(GcdashError, match="is not listed in"):
-        pipeline.read_parts([out / "per_image.parquet" / "part-0005-000000.parquet"])
+        read_parts([out / "per_image.parquet" / "part-0005-000000.parquet"])
 
 
 def test_a_single_file_table_has_a_manifest_with_its_checksum(tmp_path):
-    result = pipeline.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4)
+    result = sweep.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4)
     result.write(tmp_path / "one")
     (part,) = manifest.load(tmp_path / "one")["parts"]
     assert part["path"] == "per_image.parquet" and part["rows"] == len(result.per_image)
@@ -97,7 +98,7 @@ def test_a_single_file_table_has_a_manifest_with_its_checksum(tmp_path):
 
 
 def test_the_single_file_table_is_the_bytes_pandas_writes(tmp_path):
-    result = pipeline.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4)
+    result = sweep.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4)
     result.write(tmp_path / "one")
     result.per_image.to_parquet(tmp_path / "direct.parquet", index=False)
     assert (tmp_path / "one" / "per_image.parquet").read_bytes() == (tmp_path / "direct.parquet").read_bytes()
@@ -114,7 +115,7 @@ def test_a_new_sweep_removes_the_old_summary_before_its_first_part(tmp_path):
     out, _ = _streamed(tmp_path)
     (out / "transfer.csv").write_text("source,model\n")
     seen = []
-    with pipeline.Parts(out) as parts:
+    with Parts(out) as parts:
         original = parts.write
 
         def spy(frame):
@@ -125,7 +126,7 @@ def test_a_new_sweep_removes_the_old_summary_before_its_first_part(tmp_path):
         from gcdash.errors import Cancelled
 
         with pytest.raises(Cancelled):  # killed after its first batch: no summary of the other sweep remains
-            pipeline.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4, parts=parts,
+            sweep.sweep(CONFIG, Store(tmp_path / "cache"), batch_size=4, parts=parts,
                            should_stop=lambda: bool(seen))  # fmt: skip
     assert seen[0] == ["per_image.parquet"]
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["per_image.parquet"]
@@ -135,17 +136,17 @@ def test_a_folder_held_by_another_process_is_refused_in_one_line(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     with tiny.another_sweep_holds(out), pytest.raises(GcdashError) as err:
-        pipeline.Parts(out)
+        Parts(out)
     assert str(out.resolve()) in str(err.value) and "another sweep" in str(err.value)
     assert "\n" not in str(err.value)
-    with pipeline.Parts(out) as parts:  # the holder gone, the folder is free again
+    with Parts(out) as parts:  # the holder gone, the folder is free again
         assert parts.lock.held
     assert not parts.lock.held
 
 
 def test_in_this_process_a_newer_sweep_takes_the_folder_from_an_older_one(tmp_path):
-    older = pipeline.Parts(tmp_path / "out")
-    newer = pipeline.Parts(tmp_path / "out")
+    older = Parts(tmp_path / "out")
+    newer = Parts(tmp_path / "out")
     assert newer.lock.held and not older.lock.held
     with pytest.raises(GcdashError, match="no longer this sweep's"):
         older.write(pd.DataFrame({"a": [1]}))

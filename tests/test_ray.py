@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gcdash import executors, pipeline
+from gcdash import executors, plan, sweep
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
+from gcdash.parts import Parts
 from gcdash.store import Store
 
 ray = pytest.importorskip("ray")  # in requirements-ray.txt, which the test command installs
@@ -114,12 +115,18 @@ def test_a_pool_the_cluster_cannot_host_is_refused_before_any_actor(tmp_path, ca
 
 @pytest.mark.usefixtures("local_ray")
 def test_two_workers_give_the_local_table_and_the_driver_writes_every_cell(tmp_path):
-    samples = pipeline.load_samples(CONFIG)
-    local = pipeline.sweep(CONFIG, Store(tmp_path / "local"), batch_size=8)
-    store, parts = Store(tmp_path / "ray"), pipeline.Parts(tmp_path / "out")
+    samples = plan.load_samples(CONFIG)
+    local = sweep.sweep(CONFIG, Store(tmp_path / "local"), batch_size=8)
+    store, parts = Store(tmp_path / "ray"), Parts(tmp_path / "out")
     seen = []
     table, passes = executors.ray_sweep(
-        CONFIG, store, samples, workers=2, batch_size=8, parts=parts, progress=lambda d, t, w: seen.append((d, t))
+        CONFIG,
+        store,
+        samples,
+        workers=2,
+        batch_size=8,
+        sink=lambda _, rows: parts.write(rows),
+        progress=lambda d, t, w: seen.append((d, t)),
     )
     assert table.empty  # the rows went to the parts, and only there: the driver keeps none in memory
     pd.testing.assert_frame_equal(parts.read(), local.per_image)
@@ -127,7 +134,7 @@ def test_two_workers_give_the_local_table_and_the_driver_writes_every_cell(tmp_p
     pd.testing.assert_frame_equal(in_memory, local.per_image)
     assert passes == local.passes
     assert seen[-1] == (40, 40) and [d for d, _ in seen] == sorted(d for d, _ in seen)
-    again = pipeline.sweep(CONFIG, store, batch_size=8)  # the workers' cells are in the driver's cache
+    again = sweep.sweep(CONFIG, store, batch_size=8)  # the workers' cells are in the driver's cache
     assert sum(again.passes.values()) == 0
 
 
@@ -149,10 +156,10 @@ def test_a_worker_that_dies_mid_sweep_is_retried_and_the_result_is_the_same(tmp_
     flag.write_text("")
     DyingWorker.flag = str(flag)
     config = SweepConfig(models=(ModelSpec("demo-resnet"),), data=DataConfig("demo", 16, 0), eps=(0.0, 8 / 255))
-    samples = pipeline.load_samples(config)
+    samples = plan.load_samples(config)
     table, _ = executors.ray_sweep(config, Store(tmp_path / "c"), samples, workers=2, batch_size=4, worker=DyingWorker)
     assert not flag.exists()  # a worker did die
-    pd.testing.assert_frame_equal(table, pipeline.sweep(config, Store(tmp_path / "l"), batch_size=4).per_image)
+    pd.testing.assert_frame_equal(table, sweep.sweep(config, Store(tmp_path / "l"), batch_size=4).per_image)
 
 
 @pytest.mark.usefixtures("local_ray")

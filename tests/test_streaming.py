@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import tiny
 
-from gcdash import pipeline
+from gcdash import runs, sweep
 from gcdash.config import NISSIM, AttackConfig, CompareConfig, DataConfig, ModelSpec, SweepConfig
 from gcdash.errors import GcdashError
+from gcdash.parts import Parts, read_parts
 from gcdash.store import Store
 
 
@@ -26,9 +27,9 @@ def _config(**kw) -> SweepConfig:
 
 def test_streamed_rows_are_the_in_memory_table(tmp_path):
     config = _config()
-    memory = pipeline.sweep(config, Store(tmp_path / "a"), batch_size=4).per_image
-    parts = pipeline.Parts(tmp_path / "out")
-    streamed = pipeline.sweep(config, Store(tmp_path / "b"), batch_size=4, parts=parts)
+    memory = sweep.sweep(config, Store(tmp_path / "a"), batch_size=4).per_image
+    parts = Parts(tmp_path / "out")
+    streamed = sweep.sweep(config, Store(tmp_path / "b"), batch_size=4, parts=parts)
     pd.testing.assert_frame_equal(streamed.per_image, memory)
     files = sorted((tmp_path / "out" / "per_image.parquet").glob("part-*.parquet"))
     assert len(files) == 2 * 3  # two models × three batches of at most 4 images, each written when done
@@ -40,12 +41,12 @@ def test_a_new_sweep_starts_the_parts_afresh_and_several_attacks_keep_their_orde
     store = Store(tmp_path / "c")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "per_image.parquet").write_bytes(b"an old single-file table")
-    parts = pipeline.Parts(tmp_path / "out")
+    parts = Parts(tmp_path / "out")
     tables = []
     for attack in ("fgsm", "noise"):
         config = _config(attack=AttackConfig(attack))
-        tables.append(pipeline.sweep(config, store, batch_size=4).per_image)
-        streamed = pipeline.sweep(config, store, batch_size=4, parts=parts).per_image
+        tables.append(sweep.sweep(config, store, batch_size=4).per_image)
+        streamed = sweep.sweep(config, store, batch_size=4, parts=parts).per_image
         pd.testing.assert_frame_equal(streamed, tables[-1])  # its own rows only, not the earlier sweeps' too
     pd.testing.assert_frame_equal(parts.read(), pd.concat(tables, ignore_index=True))
 
@@ -71,61 +72,59 @@ def test_a_sweep_stopped_midway_keeps_the_batches_it_finished(tmp_path):
         calls.append(1)
         return len(calls) > 2
 
-    parts = pipeline.Parts(tmp_path / "out")
+    parts = Parts(tmp_path / "out")
     store = Store(tmp_path / "c")
     with pytest.raises(Cancelled):
-        pipeline.sweep(_config(), store, batch_size=4, parts=parts, should_stop=stop_after_two)
+        sweep.sweep(_config(), store, batch_size=4, parts=parts, should_stop=stop_after_two)
     assert len(parts.read()) == 2 * 4 * 3 * 3  # two batches of 4 images × 3 layers × 3 eps, on disk
-    again = pipeline.Parts(tmp_path / "out")
-    rerun = pipeline.sweep(_config(), store, batch_size=4, parts=again)
+    again = Parts(tmp_path / "out")
+    rerun = sweep.sweep(_config(), store, batch_size=4, parts=again)
     assert rerun.passes["tiny-cnn"] == 2 * 4  # the last two images only: 1 clean + 2 attacked CAM passes, 1 attack
 
 
 def test_a_large_run_is_indexed_by_its_folder_not_copied_into_the_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)  # this sweep's 120 rows count as large
+    monkeypatch.setattr(runs, "RUN_TABLE_ROWS", 10)  # this sweep's 120 rows count as large
     store, config = Store(tmp_path / "cache"), _config()
-    result = pipeline.sweep(config, store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    result = sweep.sweep(config, store, batch_size=4, parts=Parts(tmp_path / "out"))
     (run,) = store.runs()
     assert run["nbytes"] == 0 and run["n_rows"] == result.n_rows == 180 and result.per_image.empty
     with pytest.raises(GcdashError, match="in its Parquet parts"):
         result.write(tmp_path / "out")  # would replace the parts with an empty table
     folder = (tmp_path / "out" / "per_image.parquet").resolve()
     assert {Path(f).parent for f, *_ in run["config"]["table_files"]} == {folder}
-    pd.testing.assert_frame_equal(
-        pipeline.load_run(store, run["key"]), pipeline.read_parts(sorted(folder.glob("part-*")))
-    )
+    pd.testing.assert_frame_equal(runs.load_run(store, run["key"]), read_parts(sorted(folder.glob("part-*"))))
     shutil.rmtree(tmp_path / "out")
     with pytest.raises(GcdashError, match="is gone or was rewritten"):
-        pipeline.load_run(store, run["key"])
+        runs.load_run(store, run["key"])
 
 
 def test_a_large_runs_index_reads_its_own_parts_and_notices_a_later_sweep(tmp_path, monkeypatch):
-    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)
-    store, parts = Store(tmp_path / "cache"), pipeline.Parts(tmp_path / "out")
-    first = pipeline.sweep(_config(), store, batch_size=4, parts=parts)
-    pipeline.sweep(_config(eps=(0.0, 2 / 255)), store, batch_size=4, parts=parts)  # more parts in the same folder
+    monkeypatch.setattr(runs, "RUN_TABLE_ROWS", 10)
+    store, parts = Store(tmp_path / "cache"), Parts(tmp_path / "out")
+    first = sweep.sweep(_config(), store, batch_size=4, parts=parts)
+    sweep.sweep(_config(eps=(0.0, 2 / 255)), store, batch_size=4, parts=parts)  # more parts in the same folder
     key = _config().key()
-    pd.testing.assert_frame_equal(pipeline.load_run(store, key), parts.read(range(0, 2)))
-    assert len(pipeline.load_run(store, key)) == first.n_rows  # its own rows, not the other sweep's
-    pipeline.sweep(_config(eps=(0.0, 1 / 255)), store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    pd.testing.assert_frame_equal(runs.load_run(store, key), parts.read(range(0, 2)))
+    assert len(runs.load_run(store, key)) == first.n_rows  # its own rows, not the other sweep's
+    sweep.sweep(_config(eps=(0.0, 1 / 255)), store, batch_size=4, parts=Parts(tmp_path / "out"))
     with pytest.raises(GcdashError, match="rewritten by a later sweep"):
-        pipeline.load_run(store, key)  # same part names, other rows
+        runs.load_run(store, key)  # same part names, other rows
 
 
 def test_a_small_run_keeps_its_table_in_the_cache(tmp_path):
     store = Store(tmp_path / "cache")
-    result = pipeline.sweep(_config(), store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    result = sweep.sweep(_config(), store, batch_size=4, parts=Parts(tmp_path / "out"))
     shutil.rmtree(tmp_path / "out")
-    pd.testing.assert_frame_equal(pipeline.load_run(store, store.runs()[0]["key"]), result.per_image)
+    pd.testing.assert_frame_equal(runs.load_run(store, store.runs()[0]["key"]), result.per_image)
 
 
 def test_a_streamed_sweeps_summary_is_made_part_by_part_and_equals_the_whole_tables(tmp_path, monkeypatch):
     config = _config(comparisons=(NISSIM, CompareConfig("topk")))
-    memory = pipeline.sweep(config, Store(tmp_path / "a"), batch_size=4)
+    memory = sweep.sweep(config, Store(tmp_path / "a"), batch_size=4)
     read_whole = []
-    monkeypatch.setattr(pipeline.Parts, "read", lambda self, groups=None: read_whole.append(groups))
-    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)  # a large sweep: its table is never read back whole
-    streamed = pipeline.sweep(config, Store(tmp_path / "b"), batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    monkeypatch.setattr(Parts, "read", lambda self, groups=None: read_whole.append(groups))
+    monkeypatch.setattr(runs, "RUN_TABLE_ROWS", 10)  # a large sweep: its table is never read back whole
+    streamed = sweep.sweep(config, Store(tmp_path / "b"), batch_size=4, parts=Parts(tmp_path / "out"))
     assert read_whole == [] and streamed.per_image.empty and streamed.n_rows == len(memory.per_image)
     pd.testing.assert_frame_equal(streamed.summary(), memory.summary(), check_exact=False, atol=1e-12, rtol=0)
     pd.testing.assert_frame_equal(streamed.vid(), memory.vid(), check_exact=False, atol=1e-12, rtol=0)
@@ -133,7 +132,7 @@ def test_a_streamed_sweeps_summary_is_made_part_by_part_and_equals_the_whole_tab
 
 def test_a_stored_run_table_with_a_flipped_byte_is_refused_and_a_new_sweep_rebuilds_it(tmp_path):
     store = Store(tmp_path / "cache")
-    result = pipeline.sweep(_config(), store, batch_size=4)
+    result = sweep.sweep(_config(), store, batch_size=4)
     key = store.runs()[0]["key"]
     conn = store._conn()
     blob = bytearray(conn.execute("SELECT blob FROM runs WHERE key=?", (key,)).fetchone()[0])
@@ -143,19 +142,19 @@ def test_a_stored_run_table_with_a_flipped_byte_is_refused_and_a_new_sweep_rebui
         with conn:
             conn.execute("UPDATE runs SET blob=? WHERE key=?", (bytes(flipped), key))
         with pytest.raises(GcdashError, match="is damaged"):
-            pipeline.load_run(store, key)
-    again = pipeline.sweep(_config(), store, batch_size=4)  # from the cache: no model pass
+            runs.load_run(store, key)
+    again = sweep.sweep(_config(), store, batch_size=4)  # from the cache: no model pass
     assert sum(again.passes.values()) == 0
-    pd.testing.assert_frame_equal(pipeline.load_run(store, key), result.per_image)
+    pd.testing.assert_frame_equal(runs.load_run(store, key), result.per_image)
 
 
 def test_a_large_runs_part_flipped_in_place_is_refused(tmp_path, monkeypatch):
     """Same size, same modification time, other bytes: the part's checksum tells."""
     import os
 
-    monkeypatch.setattr(pipeline, "RUN_TABLE_ROWS", 10)
+    monkeypatch.setattr(runs, "RUN_TABLE_ROWS", 10)
     store = Store(tmp_path / "cache")
-    pipeline.sweep(_config(), store, batch_size=4, parts=pipeline.Parts(tmp_path / "out"))
+    sweep.sweep(_config(), store, batch_size=4, parts=Parts(tmp_path / "out"))
     (run,) = store.runs()
     assert all(len(entry) == 4 and len(entry[3]) == 64 for entry in run["config"]["table_files"])  # sha256 each
     part = Path(run["config"]["table_files"][2][0])
@@ -163,16 +162,16 @@ def test_a_large_runs_part_flipped_in_place_is_refused(tmp_path, monkeypatch):
     data[len(data) // 2] ^= 0x10
     part.write_bytes(bytes(data))
     os.utime(part, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    pipeline.check_run(store, run["key"])  # the cheap check (there, same size) passes…
+    runs.check_run(store, run["key"])  # the cheap check (there, same size) passes…
     with pytest.raises(GcdashError, match=f"{part.name} does not match its checksum"):
-        pipeline.load_run(store, run["key"])  # …reading it does not
+        runs.load_run(store, run["key"])  # …reading it does not
 
 
 def test_a_full_out_disk_is_one_line_and_keeps_the_finished_parts(tmp_path, monkeypatch):
     tiny.disk_full_after(monkeypatch, 2)
-    store, parts = Store(tmp_path / "cache"), pipeline.Parts(tmp_path / "out")
+    store, parts = Store(tmp_path / "cache"), Parts(tmp_path / "out")
     with pytest.raises(GcdashError) as err:
-        pipeline.sweep(_config(), store, batch_size=4, parts=parts)
+        sweep.sweep(_config(), store, batch_size=4, parts=parts)
     assert str(err.value).startswith(f"--out {tmp_path / 'out'} is full: No space left on device")
     assert len(parts.read()) == 2 * 4 * 3 * 3  # two batches of 4 images × 3 layers × 3 eps kept
     assert sorted(p.name for p in (tmp_path / "out" / "per_image.parquet").iterdir()) == [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from gcdash import pipeline, results
+from gcdash import results
 from gcdash.cli import main
 from gcdash.config import AttackConfig
 from gcdash.errors import GcdashError
@@ -15,11 +15,11 @@ BASE = ["sweep", "--models", "tiny-cnn,tiny-cnn2", "--data", "tiny", "--n", "6",
 
 
 def test_transfer_attacks_craft_on_each_source_and_keep_the_other_parameters():
-    made = pipeline.transfer_attacks(AttackConfig("pgd", (("source", "x"), ("steps", 2))), ["a", "b"])
+    made = AttackConfig("pgd", (("source", "x"), ("steps", 2))).crafted_on(["a", "b"])
     assert [a.source for a in made] == ["a", "b"]
     assert all(dict(a.params)["steps"] == 2 for a in made)
     with pytest.raises(GcdashError, match="no transfer matrix"):
-        pipeline.transfer_attacks(AttackConfig("noise"), ["a"])
+        AttackConfig("noise").crafted_on(["a"])
 
 
 def test_the_transfer_diagonal_is_the_white_box_sweep_exactly(tmp_path, capsys):

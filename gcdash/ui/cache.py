@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from gcdash import data, metrics, models
+from gcdash import data, metrics, plan
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.data import Samples
 from gcdash.models.handle import ModelHandle
@@ -29,7 +29,7 @@ from gcdash.ui import compute
 def model(name: str, weights: str | None, device: str, options: tuple = ()) -> ModelHandle:
     """The handle of model ``name`` with ``weights`` and build ``options`` (pairs) on ``device`` (errors are not
     cached: a fixed problem loads next time)."""
-    return models.load(name, weights=weights, **dict(options)).to(device)
+    return plan.load_handle(ModelSpec(name, weights, options), device)
 
 
 def handle(spec: ModelSpec, device: str) -> ModelHandle:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gcdash import pipeline, results
+from gcdash import plan, results, sweep
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.engine import ModelEngine
@@ -42,8 +42,8 @@ def per_image(
     should_stop: Callable[[], bool] | None = None,
     handles: Mapping[str, ModelHandle] | None = None,
 ) -> pd.DataFrame:
-    """The per-image table of one model under ``config`` (its first model), through ``pipeline.model_table``."""
-    table, _ = pipeline.model_table(
+    """The per-image table of one model under ``config`` (its first model), through ``sweep.model_table``."""
+    table, _ = sweep.model_table(
         handle, store, samples, config, model=config.models[0].name, batch_size=BATCH_SIZE, handles=handles,
         progress=progress, should_stop=should_stop,
     )  # fmt: skip
@@ -80,12 +80,12 @@ def gallery(
 ) -> GalleryData:
     """Gallery data at ``eps`` and ``layer``: one pass over the batches fills the missing cells (with
     ``progress``) and keeps the images and maps the rows were computed from. Labelled as every table is
-    (``pipeline.model_samples``), so the rows equal the CLI's."""
+    (``plan.model_samples``), so the rows equal the CLI's."""
     name = config.models[0].name
     engine = ModelEngine.from_config(handle, store, config, BATCH_SIZE, handles)
-    views = engine.gallery(pipeline.model_samples(handle, samples, name), eps, layer, progress)
+    views = engine.gallery(plan.model_samples(handle, samples, name), eps, layer, progress)
     table = views.table.assign(model=name, method=config.cam.method, attack=config.attack.name)
-    table = describe_rows(table.assign(source=pipeline.source_column(config, name)), handle.class_names)
+    table = describe_rows(table.assign(source=config.source_column(name)), handle.class_names)
     return GalleryData(
         name, eps, layer, views.clean, views.adv, views.clean_map, views.adv_map, table, masks=views.masks
     )
@@ -142,7 +142,7 @@ class SweepJob:
     what: str = ""
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
-    results: list[pipeline.SweepResult] = field(default_factory=list)
+    results: list[sweep.SweepResult] = field(default_factory=list)
     error: str | None = None
     cancelled: bool = False
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -158,7 +158,7 @@ class SweepJob:
         samples: Samples,
         device: str,
     ) -> SweepJob:
-        """Start sweeping ``configs`` (each through ``pipeline.sweep``) and return at once."""
+        """Start sweeping ``configs`` (each through :func:`gcdash.sweep.sweep`) and return at once."""
         job = cls(list(configs), total=len(samples) * sum(len(c.models) for c in configs))
         args = (store, dict(handles), samples, device)
         job._thread = threading.Thread(target=job._run, args=args, name="gcdash-sweep", daemon=True)
@@ -170,7 +170,7 @@ class SweepJob:
             for config in self.configs:
                 offset = self.done
                 self.results.append(
-                    pipeline.sweep(
+                    sweep.sweep(
                         config,
                         store,
                         device=device,

@@ -18,7 +18,7 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from gcdash import data, pipeline
+from gcdash import data, plan, sweep
 from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.data import Samples
 from gcdash.errors import GcdashError
@@ -126,18 +126,16 @@ def _slow_costs(jobs: list[Job], n_images: int) -> dict[str, list]:
     """What is slow in ``jobs``: "what makes N passes for each of" → [passes per unit (None: one per channel),
     units ("inputs" or "maps"), how many]; the counts summed over the jobs."""
     from gcdash import cams
-    from gcdash.metrics.faithfulness import Faithfulness
 
     costs: dict[str, list] = {}
     for handle, config, _ in jobs:
-        method = cams.get(config.cam.method)
-        per_input = method.passes(method.params(**dict(config.cam.params)))
-        inputs = n_images * (1 + sum(e > 0 for e in config.eps))
+        n_layers = len(handle.resolve_layers(config.layers)) if config.faithfulness else 0
+        cost = plan.cost(config.eps, config.attack, config.cam, n_layers)  # per image: the one formula
+        per_input = cost.cam_per_input
         if per_input is None or per_input >= SLOW_PASSES:
-            costs.setdefault(method.label, [per_input, "inputs", 0])[2] += inputs
+            costs.setdefault(cams.get(config.cam.method).label, [per_input, "inputs", 0])[2] += n_images * cost.inputs
         if config.faithfulness:
-            maps = inputs * len(handle.resolve_layers(config.layers))
-            costs.setdefault("faithfulness", [Faithfulness().passes, "maps", 0])[2] += maps
+            costs.setdefault("faithfulness", [cost.faithfulness_per_map, "maps", 0])[2] += n_images * cost.maps
     return costs
 
 
@@ -189,9 +187,10 @@ def _fill(jobs: list[Job], imgs: Samples, what: str, sources: dict) -> None:
     report, close = _bar(what, total)
     for i, (handle, config, key) in enumerate(jobs):
         progress = shifted(report, i * len(imgs), total)
-        table = compute.per_image(handle, cache.store(), imgs, config, progress, handles=sources)
-        if not cache.store().read_only:  # listed on the Runs page, exportable like a sweep's
-            pipeline.save_run(cache.store(), pipeline.SweepResult(config, table))
+        sweep.sweep(  # indexed by the sweep: listed on the Runs page, exportable like the CLI's
+            config, cache.store(), device=str(handle.device), batch_size=compute.BATCH_SIZE,
+            handles={**sources, config.models[0].name: handle}, samples=imgs, progress=progress,
+        )  # fmt: skip
         _warm().add(key)
     close()
 

@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
-from gcdash import pipeline
-from gcdash.config import eps_text
+from gcdash import plan
+from gcdash import runs as index
+from gcdash.config import CamConfig, eps_text
 from gcdash.errors import GcdashError
 from gcdash.ui import cache, compute, report, run
 from gcdash.ui.state import Selection
@@ -32,16 +33,15 @@ def start(sel: Selection) -> None:
 
 def cost(sel: Selection, n_images: int) -> str:
     """What a cold cache costs: per image and model, one CAM pass for the clean image and one per eps > 0 (all
-    layers), plus the attack's own passes (``Attack.passes``: FGSM 1, PGD steps × eps, noise 0)."""
+    layers), plus the attack's own passes (``Attack.passes``: FGSM 1, PGD steps × eps, noise 0): :func:`plan.cost`."""
     from gcdash import attacks
 
-    n_eps = sum(e > 0 for e in sel.eps)
-    attack = attacks.get(sel.attack.name)
-    per_image = 1 + n_eps + attack.passes(n_eps, attack.params(**dict(sel.attack.params)))
+    attack, each = attacks.get(sel.attack.name), plan.cost(sel.eps, sel.attack, CamConfig())
+    per_image = each.one_pass_per_input
     passes = n_images * len(sel.models) * per_image
     return (
         f"{n_images} images × {len(sel.models)} models: at most {passes} model passes on a cold cache "
-        f"({per_image} per image: {1 + n_eps} CAM passes, {attack.name} {attack.cost(dict(sel.attack.params))})"
+        f"({per_image} per image: {each.inputs} CAM passes, {attack.name} {attack.cost(dict(sel.attack.params))})"
     )
 
 
@@ -125,7 +125,7 @@ def exports(chosen: pd.DataFrame) -> None:
     keys = list(chosen["key"])
     for run_key in keys:  # a damaged stored table, a large run's part gone: said here, before any download
         try:
-            pipeline.check_run(cache.store(), run_key)
+            index.check_run(cache.store(), run_key)
         except GcdashError as err:
             st.error(plain(str(err)))
             return
@@ -136,7 +136,7 @@ def exports(chosen: pd.DataFrame) -> None:
     )
 
     def table() -> pd.DataFrame:
-        frames = [pipeline.load_run(cache.store(), k) for k in keys]
+        frames = [index.load_run(cache.store(), k) for k in keys]
         return pd.concat([f for f in frames if f is not None], ignore_index=True)
 
     def parquet() -> bytes:

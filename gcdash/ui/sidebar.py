@@ -14,7 +14,7 @@ from typing import Any
 import streamlit as st
 import torch
 
-from gcdash import attacks, cams, data, metrics, models, pipeline
+from gcdash import attacks, cams, data, metrics, models, plan
 from gcdash.config import DEFAULT_EPS, AttackConfig, DataConfig, ModelSpec, eps_text
 from gcdash.errors import GcdashError
 from gcdash.targets import TARGETS
@@ -308,7 +308,7 @@ def _layers_section(specs: tuple[tuple[str, ModelSpec], ...]) -> tuple[str, tupl
     custom = []
     for name, spec in specs:
         try:
-            catalog = list(cache.handle(spec, pipeline.default_device()).layers)
+            catalog = list(cache.handle(spec, plan.default_device()).layers)
         except GcdashError:
             continue
         key = f"{LAYERS_PREFIX}{name}"
@@ -392,7 +392,7 @@ def _targets_help() -> str:
 
 
 def _device_caption() -> str:
-    device = pipeline.default_device()
+    device = plan.default_device()
     where = torch.cuda.get_device_name(0) if device == "cuda" else "no CUDA GPU visible"
     st.caption(f"Device: **{device.upper()}** ({where})")
     return device

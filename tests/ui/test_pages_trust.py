@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from tiny import image_folder
 
-from gcdash import data, pipeline
+from gcdash import data, sweep
 from gcdash.config import AttackConfig, DataConfig, ModelSpec, SweepConfig
 from gcdash.metrics import faithfulness
 from gcdash.store import Store
@@ -38,7 +38,7 @@ def test_the_gallerys_table_equals_the_clis_for_a_folder_of_other_classes(tmp_pa
     )  # fmt: skip
     samples = data.load(config.data.source)
     handle = tiny.tiny_handle()
-    cli = pipeline.sweep(config, Store(tmp_path / "cli"), handles={"tiny-cnn": handle}, samples=samples).per_image
+    cli = sweep.sweep(config, Store(tmp_path / "cli"), handles={"tiny-cnn": handle}, samples=samples).per_image
     shown_ = compute.gallery(handle, Store(tmp_path / "ui"), samples, config, eps, handle.default_layer).table
     cli = cli[cli["eps"] == eps].reset_index(drop=True)
     columns = ["image_id", "label", "pred_clean", "pred_adv", "conf_clean", "conf_adv", "ssim", "nissim"]
