@@ -128,7 +128,7 @@ def load_handles(config: SweepConfig, device: str) -> dict[str, ModelHandle]:
     """Load each model of ``config`` on ``device`` and check its layer selection and, for a transfer attack, that
     its source fits it (errors before any work). A source among the models is used with their weights; another
     one is loaded with its default weights and returned too."""
-    from gcdash.adversary import checked_source
+    from gcdash.engine.attack import checked_source
 
     handles = {}
     for spec in config.models:
