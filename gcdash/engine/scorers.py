@@ -37,6 +37,7 @@ class Comparisons:
     def __init__(self, comparisons: Sequence[CompareConfig]) -> None:
         self.compared = [_comparison(metrics.comparison(c.name), dict(c.params)) for c in comparisons]
         self.recorded = {c.name: (c, p, digest) for c, p, digest in [*self.compared, _comparison(EmptyMaps(), {})]}
+        self.scores = list(self.recorded)
         self.passes = 0
 
     @classmethod
@@ -45,9 +46,6 @@ class Comparisons:
 
     def key(self) -> list:
         return [digest for _, _, digest in self.recorded.values()]
-
-    def scores(self) -> Sequence[str]:
-        return list(self.recorded)
 
     def wants(self, batch: Batch) -> bool:
         return True
@@ -102,7 +100,7 @@ class Faithful(MapScorer):
     """Deletion and insertion areas of each map on its own image: the clean map on the clean image, the attacked
     map on the attacked one; NaN for an all-zero map (no ranking of pixels, no curve to speak of)."""
 
-    name, names = "faithfulness", ("deletion", "insertion")
+    name, scores = "faithfulness", ("deletion", "insertion")
     prefixes: ClassVar[dict[str, str]] = {"deletion": "del", "insertion": "ins"}
 
     def __init__(self, settings: faith.Faithfulness) -> None:
@@ -119,7 +117,7 @@ class Faithful(MapScorer):
     def keys(self, ctx: Context, batch: Batch, cell: Cell) -> dict[str, list[str]]:
         size, settings = tuple(batch.x.shape[-2:]), keys.short(self.key())
         maps = ctx.cells.maps(batch, *cell)
-        return {curve: [keys.faithfulness(k, size, settings, curve) for k in maps] for curve in self.names}
+        return {curve: [keys.faithfulness(k, size, settings, curve) for k in maps] for curve in self.scores}
 
     def score(
         self, ctx: Context, batch: Batch, cell: Cell, idx: list[int], names: Sequence[str], maps: Maps
@@ -146,7 +144,7 @@ class Localisation(MapScorer):
     """Where each map sits on its image's object mask: pointing-game hit and mass inside (NaN for an all-zero map
     or an empty mask); scores of the maps, never a pass of their own."""
 
-    name, names = "localisation", tuple(LOCALISATION)
+    name, scores = "localisation", tuple(LOCALISATION)
 
     def key(self) -> list:
         return [self.name, keys.LOCALISATION_VERSION]
@@ -156,7 +154,7 @@ class Localisation(MapScorer):
 
     def keys(self, ctx: Context, batch: Batch, cell: Cell) -> dict[str, list[str]]:
         size, maps = tuple(batch.x.shape[-2:]), ctx.cells.maps(batch, *cell)
-        return {s: [keys.localisation(k, h, size, s) for k, h in zip(maps, batch.mask_hashes)] for s in self.names}
+        return {s: [keys.localisation(k, h, size, s) for k, h in zip(maps, batch.mask_hashes)] for s in self.scores}
 
     def score(
         self, ctx: Context, batch: Batch, cell: Cell, idx: list[int], names: Sequence[str], maps: Maps

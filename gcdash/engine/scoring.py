@@ -71,6 +71,7 @@ class Scorer(Protocol):
     """One kind of score of a batch's maps."""
 
     name: str  # its registry name, and the store's kind for its scores
+    scores: Sequence[str]  # the names of its scores of each cell
     pairs: bool  # True: each (clean, attacked) pair at every eps; False: every map alone, clean ones included
     separable: bool  # True: each score is computed alone; False: all of a cell's scores at once
     passes: int  # model image-passes it ran (0 for scores of the maps alone)
@@ -81,9 +82,6 @@ class Scorer(Protocol):
 
     def key(self) -> list:
         """What its scores depend on besides the maps (its part of a batch's rows key)."""
-
-    def scores(self) -> Sequence[str]:
-        """The names of its scores of each cell."""
 
     def wants(self, batch: Batch) -> bool:
         """Whether it scores ``batch`` (localisation needs object masks)."""
@@ -115,10 +113,10 @@ def configured(wanted: Wanted) -> list[Scorer]:
 
 class MapScorer:
     """A scorer of each map alone: columns ``<score>_clean`` and ``<score>_adv``; all of a cell's scores at once.
-    A subclass names its ``scores`` and writes :meth:`score`; keys, columns and blocks come from here."""
+    A subclass names its ``scores`` and writes ``score``; keys, columns and blocks come from here."""
 
     name: ClassVar[str]
-    names: ClassVar[tuple[str, ...]]
+    scores: ClassVar[tuple[str, ...]]
     prefixes: ClassVar[dict[str, str]] = {}  # score → its columns' prefix, where not the score's name
     pairs, separable = False, False
 
@@ -132,23 +130,20 @@ class MapScorer:
     def key(self) -> list:
         return [self.name]
 
-    def scores(self) -> Sequence[str]:
-        return self.names
-
     def wants(self, batch: Batch) -> bool:
         return True
 
     def keys(self, ctx: Context, batch: Batch, cell: Cell) -> dict[str, list[str]]:
         size, settings = tuple(batch.x.shape[-2:]), keys.short(self.key())
         maps = ctx.cells.maps(batch, *cell)
-        return {s: [keys.map_score(self.name, k, size, settings, s) for k in maps] for s in self.names}
+        return {s: [keys.map_score(self.name, k, size, settings, s) for k in maps] for s in self.scores}
 
     def columns(self) -> list[str]:
-        return [f"{self.prefixes.get(s, s)}_{side}" for s in self.names for side in ("clean", "adv")]
+        return [f"{self.prefixes.get(s, s)}_{side}" for s in self.scores for side in ("clean", "adv")]
 
     def block(self, scores: Mapping[ScoreKey, np.ndarray], eps: float, layer: str) -> dict[str, np.ndarray]:
         out = {}
-        for s in self.names:
+        for s in self.scores:
             out[f"{self.prefixes.get(s, s)}_clean"] = scores[(s, 0.0, layer)]
             out[f"{self.prefixes.get(s, s)}_adv"] = scores[(s, eps, layer)]
         return out
@@ -209,7 +204,7 @@ class Scoring:
         by_cell: dict[Cell, set[int]] = {}
         for (_, eps, layer), idx in missing.items():
             by_cell.setdefault((eps, layer), set()).update(idx)
-        return [(cell, sorted(idx), list(scorer.scores())) for cell, idx in by_cell.items()]
+        return [(cell, sorted(idx), list(scorer.scores)) for cell, idx in by_cell.items()]
 
     def _score_layer(self, batch: Batch, layer: str, active: list[Scorer], todo: dict, wanted: dict) -> None:
         """Compute and store the scores ``todo`` (scorer → jobs) of one layer."""

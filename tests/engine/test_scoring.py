@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from gcdash import cams, metrics
+from gcdash import cams, keys, metrics
 from gcdash.config import NISSIM, CompareConfig
 from gcdash.engine import ModelEngine, scoring
 from gcdash.errors import GcdashError
@@ -135,7 +135,7 @@ def test_a_localisation_without_a_score_is_read_back_cell_by_cell_as_nan(tiny_ha
 class MeanScorer(scoring.MapScorer):
     """A toy scorer: each map's mean at the input size (columns ``mean_clean``, ``mean_adv``)."""
 
-    name, names = "mean", ("mean",)
+    name, scores = "mean", ("mean",)
 
     def score(self, ctx, batch, cell, idx, names, maps) -> dict[str, np.ndarray]:
         return {"mean": maps(cell[0], idx).double().mean(dim=(1, 2)).cpu().numpy()}
@@ -168,3 +168,18 @@ def test_a_registered_scorer_adds_its_columns_and_is_cached(tiny_handle, tiny_sa
     again = small(tiny_handle, store, batch_size=3)  # read cell by cell from the store
     pd.testing.assert_frame_equal(again.table(tiny_samples, [0.0, 8 / 255], ["block2"]), table)
     assert again.passes == 0
+
+
+def test_an_old_caches_minus_one_for_none_is_never_read_as_a_score(tiny_handle, tiny_samples, tmp_path, monkeypatch):
+    """Before NO_SCORE, localisation stored −1 for "no score"; such entries sit under keys of an older version."""
+    located = with_masks(tiny_samples)
+    old = Store(tmp_path / "old")
+    with monkeypatch.context() as before:
+        before.setattr(keys, "LOCALISATION_VERSION", 2)
+        small(tiny_handle, old).table(located, EPS, ["block2"])
+    marked = [k for (k,) in old._conn().execute("SELECT key FROM scalars WHERE kind = 'localisation'")]
+    old.put_scalars(dict.fromkeys(marked, -1.0), "localisation")  # every score an old "none"
+    table = small(tiny_handle, old, batch_size=3).table(located, EPS, ["block2"])  # cell by cell
+    fresh = small(tiny_handle, Store(tmp_path / "new")).table(located, EPS, ["block2"])
+    pd.testing.assert_frame_equal(table, fresh)
+    assert table[["hit_clean", "mass_adv"]].notna().all().all()
