@@ -8,7 +8,8 @@ computed once per batch; cells under it (logits, each layer's map) extend it wit
 - ``logits:<variant>`` and ``map:<variant>:<method>:<target>:<layer>``;
 - ``state``: what an attack caches for an image (FGSM's direction, PGD's image), shared by every model the
   perturbation is evaluated on: (attacking model's digest or none, image hash, attack part, eps or none);
-- ``pair``: one comparison of two maps at one resolution;
+- ``pair``: one comparison of two maps at one resolution; ``localisation``, ``faithfulness``, ``map_score``: one
+  score of one map;
 - ``rows``: one batch's finished per-image rows, from the per-(image, variant) inputs only (model, images, labels,
   masks) and the sweep's settings, so a warm batch is one read instead of one per cell.
 """
@@ -25,10 +26,13 @@ from gcdash.store import cell_key
 CLEAN = None  # the attack part of an unperturbed image
 #: The version of how a batch's rows are made from its cells (the columns, the NaN rules, the dissimilarity of each
 #: raw score): part of every :func:`rows` key, raised whenever that code changes, so kept rows never outlive it.
-ROWS_VERSION = 2  # 2: an empty object mask scores NaN (hit and mass), not a miss
+ROWS_VERSION = 3  # 2: an empty object mask scores NaN (hit and mass), not a miss; 3: settings list each scorer
 #: The version of the localisation scores' rules, part of every :func:`localisation` key (2: an empty mask is NaN;
-#: a cache made before keeps its 0.0 misses under the old keys, never served for the new rule).
-LOCALISATION_VERSION = 2
+#: a cache made before keeps its 0.0 misses under the old keys, never served for the new rule; 3: "no score" is
+#: stored as :data:`gcdash.engine.scoring.NO_SCORE`, no longer −1, so an old −1 is never read as a score).
+LOCALISATION_VERSION = 3
+#: The version of the deletion / insertion areas' keys (2: "no score" stored as ``NO_SCORE``, no longer −1).
+FAITHFULNESS_VERSION = 2
 
 
 def image_hash(x: torch.Tensor) -> str:
@@ -80,7 +84,14 @@ def localisation(map_key: str, mask: str, size: Sequence[int], score: str) -> st
 
 def faithfulness(map_key: str, size: Sequence[int], settings: str, curve: str) -> str:
     """The key of one deletion / insertion area of a map on its own image (the variant inside ``map_key``)."""
-    return hashlib.sha256(f"faith|{map_key}|{size[0]}x{size[1]}|{settings}|{curve}".encode()).hexdigest()
+    text = f"faith{FAITHFULNESS_VERSION}|{map_key}|{size[0]}x{size[1]}|{settings}|{curve}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def map_score(scorer: str, map_key: str, size: Sequence[int], settings: str, score: str) -> str:
+    """The key of one score of a map alone (a registered scorer's, :class:`gcdash.engine.scoring.MapScorer`):
+    the scorer, the map, the size it is scored at and ``settings`` (a digest of what else the score depends on)."""
+    return hashlib.sha256(f"{scorer}|{map_key}|{size[0]}x{size[1]}|{settings}|{score}".encode()).hexdigest()
 
 
 def rows(model: str, settings: str, hashes: Sequence[str], labels: Sequence[int], masks: Sequence[str] | None) -> str:

@@ -69,7 +69,7 @@ def load_handles(
     """Each model of ``config`` on ``device`` (taken from ``loaded`` where it is there, else loaded), its layer
     selection checked and, for a transfer attack, that its source fits it (errors before any work). A source among
     the models is used with their weights; another one is loaded with its default weights and returned too."""
-    from gcdash.adversary import checked_source
+    from gcdash.engine.attack import checked_source
 
     handles = dict(loaded or {})
     for spec in config.models:

@@ -81,12 +81,12 @@ def test_attacks_are_listed_with_their_cost(capsys):
 def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
     args = [*BASE, "--out", str(tmp_path / "a"), "--cache", str(tmp_path / "c")]
     assert main(args) == 0
-    from gcdash import attacks, engine
+    from gcdash import attacks, cams
 
     def no_pass(*a, **k):
         raise AssertionError("a model pass ran on a warm cache")
 
-    monkeypatch.setattr(engine.cams, "explain", no_pass)
+    monkeypatch.setattr(cams, "explain", no_pass)
     monkeypatch.setattr(type(attacks.get("fgsm")), "state", no_pass)
     assert main([*args[:-4], "--out", str(tmp_path / "b"), "--cache", str(tmp_path / "c")]) == 0
     pd.testing.assert_frame_equal(

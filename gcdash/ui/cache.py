@@ -20,6 +20,7 @@ import streamlit as st
 from gcdash import data, metrics, plan
 from gcdash.config import DataConfig, ModelSpec, SweepConfig
 from gcdash.data import Samples
+from gcdash.engine import Gallery
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store, default_root
 from gcdash.ui import compute
@@ -76,9 +77,7 @@ def per_image(
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing view…")
-def extra_view(
-    key: str, view: str, _handle: ModelHandle, _data: compute.GalleryData, target: str
-) -> tuple[np.ndarray, np.ndarray]:
+def extra_view(key: str, view: str, _handle: ModelHandle, _data: Gallery, target: str) -> tuple[np.ndarray, np.ndarray]:
     """An extra view (Guided Grad-CAM, counterfactual, gradient) of the gallery's clean and adversarial images."""
     return compute.extra_view(_handle, _data, view, target)
 

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ import torch
 from gcdash import plan, results, sweep
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
-from gcdash.engine import ModelEngine
+from gcdash.engine import Gallery, ModelEngine
 from gcdash.errors import Cancelled, GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.progress import Progress
@@ -50,24 +50,6 @@ def per_image(
     return table
 
 
-@dataclass
-class GalleryData:
-    """What the gallery shows for one model, eps and layer: images (N, 3, H, W) and maps (N, H, W) in [0, 1],
-    the per-image rows (with class names, ``flipped`` and ``conf_drop``), extra views (name → clean, adv), and the
-    object masks where the source has them."""
-
-    model: str
-    eps: float
-    layer: str
-    clean: np.ndarray
-    adv: np.ndarray
-    clean_map: np.ndarray
-    adv_map: np.ndarray
-    table: pd.DataFrame
-    extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
-    masks: np.ndarray | None = None  # bool (N, H, W) object masks, outlined on the overlays, when the source has them
-
-
 def gallery(
     handle: ModelHandle,
     store: Store,
@@ -77,18 +59,17 @@ def gallery(
     layer: str,
     progress: Progress | None = None,
     handles: Mapping[str, ModelHandle] | None = None,
-) -> GalleryData:
-    """Gallery data at ``eps`` and ``layer``: one pass over the batches fills the missing cells (with
-    ``progress``) and keeps the images and maps the rows were computed from. Labelled as every table is
-    (``plan.model_samples``), so the rows equal the CLI's."""
+) -> Gallery:
+    """The gallery of ``config``'s first model at ``eps`` and ``layer``: one pass over the batches fills the
+    missing cells (with ``progress``) and keeps the images and maps the rows were computed from. Labelled as every
+    table is (``plan.model_samples``), so the rows equal the CLI's; the rows carry class names, ``flipped``
+    and ``conf_drop``."""
     name = config.models[0].name
     engine = ModelEngine.from_config(handle, store, config, BATCH_SIZE, handles)
-    views = engine.gallery(plan.model_samples(handle, samples, name), eps, layer, progress)
-    table = views.table.assign(model=name, method=config.cam.method, attack=config.attack.name)
+    shown = engine.gallery(plan.model_samples(handle, samples, name), eps, layer, progress)
+    table = shown.table.assign(model=name, method=config.cam.method, attack=config.attack.name)
     table = describe_rows(table.assign(source=config.source_column(name)), handle.class_names)
-    return GalleryData(
-        name, eps, layer, views.clean, views.adv, views.clean_map, views.adv_map, table, masks=views.masks
-    )
+    return replace(shown, model=name, eps=eps, table=table)
 
 
 def describe_rows(table: pd.DataFrame, class_names: Sequence[str]) -> pd.DataFrame:
@@ -117,7 +98,7 @@ def view_targets(table: pd.DataFrame, target: str, side: str) -> list[int]:
     return [int(c) for c in table[column]]
 
 
-def extra_view(handle: ModelHandle, data: GalleryData, view: str, target: str) -> tuple[np.ndarray, np.ndarray]:
+def extra_view(handle: ModelHandle, data: Gallery, view: str, target: str) -> tuple[np.ndarray, np.ndarray]:
     """View ``view`` (``gcdash.cams.views``) of the clean and the adversarial images: (N, H, W) each in [0, 1]."""
     from gcdash.cams import views
 

@@ -1,4 +1,4 @@
-"""The gallery's view: a row per image, cells from :class:`~gcdash.ui.compute.GalleryData`, display controls.
+"""The gallery's view: a row per image, cells from :class:`~gcdash.engine.Gallery`, display controls.
 
 Everything here only draws data already computed: the display controls (colormap, opacity, sort, filter, rows
 per page, page, enlarged image) live in a fragment, so changing them reruns this view alone and runs no model.
@@ -15,8 +15,8 @@ import pandas as pd
 import streamlit as st
 
 from gcdash.config import eps_text
+from gcdash.engine import Gallery
 from gcdash.ui import images
-from gcdash.ui.compute import GalleryData
 from gcdash.ui.text import plain
 from gcdash.ui.values import bound, keep_valid, sync_url
 
@@ -44,29 +44,29 @@ class Look:
 
 
 # -- cells: (panel, row, look) → (image, caption) -----------------------------------------------------------
-Cell = Callable[[GalleryData, int, Look], tuple[np.ndarray, str]]
+Cell = Callable[[Gallery, int, Look], tuple[np.ndarray, str]]
 
 
-def _clean(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
+def _clean(d: Gallery, i: int, look: Look) -> tuple[np.ndarray, str]:
     r = d.table.iloc[i]
     return images.upscale(images.to_uint8(d.clean[i]), look.size), f"{plain(r.pred_clean_name)} {r.conf_clean:.0%}"
 
 
-def _adversarial(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
+def _adversarial(d: Gallery, i: int, look: Look) -> tuple[np.ndarray, str]:
     r = d.table.iloc[i]
     image = images.upscale(images.to_uint8(d.adv[i]), look.size)
     flag = " · FLIPPED" if r.flipped else ""
     return (images.framed(image) if r.flipped else image), f"{plain(r.pred_adv_name)} {r.conf_adv:.0%}{flag}"
 
 
-def _perturbation(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
+def _perturbation(d: Gallery, i: int, look: Look) -> tuple[np.ndarray, str]:
     gain = images.amplification(d.eps)
     image = images.upscale(images.perturbation(d.clean[i], d.adv[i], d.eps), look.size)
     return image, f"x′ − x, amplified ×{gain:.0f}" if gain else "no perturbation (eps 0)"
 
 
 def _overlay(side: str) -> Cell:
-    def cell(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
+    def cell(d: Gallery, i: int, look: Look) -> tuple[np.ndarray, str]:
         base, cam = (d.clean[i], d.clean_map[i]) if side == "clean" else (d.adv[i], d.adv_map[i])
         mask = None if d.masks is None else d.masks[i]
         shown = images.outlined(images.overlay(base, cam, look.cmap, look.opacity), mask)  # the object's outline
@@ -75,20 +75,20 @@ def _overlay(side: str) -> Cell:
     return cell
 
 
-def _where(d: GalleryData, i: int, side: str) -> str:
+def _where(d: Gallery, i: int, side: str) -> str:
     """ " · on/off the object" from the pointing game, where the images have masks."""
     hit = d.table[f"hit_{side}"].iloc[i] if f"hit_{side}" in d.table else np.nan
     return "" if pd.isna(hit) else (" · on the object" if hit else " · off the object")
 
 
-def _difference(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
+def _difference(d: Gallery, i: int, look: Look) -> tuple[np.ndarray, str]:
     diff = images.difference(d.clean_map[i], d.adv_map[i], look.cmap)
     mean = float(np.abs(d.adv_map[i] - d.clean_map[i]).mean())
     return images.upscale(diff, look.size), f"mean |Δ| {mean:.2f}"
 
 
 def _extra(view: str, side: str) -> Cell:
-    def cell(d: GalleryData, i: int, look: Look) -> tuple[np.ndarray, str]:
+    def cell(d: Gallery, i: int, look: Look) -> tuple[np.ndarray, str]:
         base = d.clean[i] if side == "clean" else d.adv[i]
         cam = d.extra[view][0 if side == "clean" else 1][i]
         return images.upscale(images.overlay(base, cam, look.cmap, look.opacity), look.size), f"{view} ({side})"
@@ -111,7 +111,7 @@ PER_MODEL = {
 }
 
 
-def columns_of(panels: list[GalleryData]) -> list[tuple[str, GalleryData, Cell]]:
+def columns_of(panels: list[Gallery]) -> list[tuple[str, Gallery, Cell]]:
     """(title, panel, cell) for each image column of a row, in order."""
     cols = [(name, panels[0], CELLS[name]) for name in SHARED]
     for d in panels:
@@ -132,7 +132,7 @@ def order(table: pd.DataFrame, sort: str, show: str) -> list[int]:
     return list(kept.index)
 
 
-def info(panels: list[GalleryData], i: int) -> str:
+def info(panels: list[Gallery], i: int) -> str:
     """The text cell of a row: image id, true label, and per model the NISSIM and whether the attack flipped it."""
     r = panels[0].table.iloc[i]
     lines = [f"**{plain(r.image_id)}**", f"true: {plain(r.label_name)}"]
@@ -145,12 +145,12 @@ def info(panels: list[GalleryData], i: int) -> str:
     return "  \n".join(lines)
 
 
-def header(cols: list[tuple[str, GalleryData, Cell]]) -> None:
+def header(cols: list[tuple[str, Gallery, Cell]]) -> None:
     for column, title in zip(st.columns([1.4] + [1] * len(cols)), ["image", *(c[0] for c in cols)]):
         column.caption(f"**{title}**")
 
 
-def row(panels: list[GalleryData], i: int, look: Look) -> None:
+def row(panels: list[Gallery], i: int, look: Look) -> None:
     cols = columns_of(panels)
     slots = st.columns([1.4] + [1] * len(cols), vertical_alignment="center")
     slots[0].markdown(info(panels, i))
@@ -159,7 +159,7 @@ def row(panels: list[GalleryData], i: int, look: Look) -> None:
         slot.image(image, caption=caption, width="stretch")
 
 
-def enlarged(panels: list[GalleryData], i: int, look: Look) -> None:
+def enlarged(panels: list[Gallery], i: int, look: Look) -> None:
     """One image at a large size, every cell with its title, and the numbers of its row."""
     big = Look(look.cmap, look.opacity, LARGE)
     with st.container(border=True):
@@ -180,7 +180,7 @@ def _accuracy(t: pd.DataFrame, column: str) -> str:
     return f"{(labelled[column] == labelled['label']).mean():.0%}" if len(labelled) else "n/a"
 
 
-def summary(panels: list[GalleryData]) -> None:
+def summary(panels: list[Gallery]) -> None:
     """MOD, share flipped and accuracy at this eps: a row of cards per model (side by side, a row each, so that the
     labels and numbers are not cut)."""
     for d in panels:
@@ -200,7 +200,7 @@ def _clamp_page(key: str, pages: int) -> None:
 
 
 @st.fragment
-def show(panels: list[GalleryData]) -> None:
+def show(panels: list[Gallery]) -> None:
     """The display controls and the rows (a fragment: these controls never trigger model work)."""
     c1, c2, c3, c4, c5, c6 = st.columns([0.9, 1.1, 1.3, 1.6, 0.7, 1.6])
     cmap = c1.selectbox("Colormap", images.COLORMAPS, key="g.cmap", persist_state="session")

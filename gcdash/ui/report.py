@@ -19,6 +19,7 @@ from PIL import Image
 
 from gcdash import attacks, cams, metrics, results
 from gcdash.config import eps_text
+from gcdash.engine import Gallery
 from gcdash.errors import GcdashError
 from gcdash.plots import accuracy_curves, distribution, mod_bands, mod_vs_drop, vid_bars
 from gcdash.results import summary_with_ci
@@ -106,8 +107,8 @@ def _png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def gallery_rows(data, k: int = 3) -> list[GalleryRow]:
-    """The ``k`` images of a :class:`~gcdash.ui.compute.GalleryData` whose explanation moved most: clean image,
+def gallery_rows(data: Gallery, k: int = 3) -> list[GalleryRow]:
+    """The ``k`` images of a :class:`~gcdash.engine.Gallery` whose explanation moved most: clean image,
     attacked image, and their heatmaps."""
     order = data.table["nissim"].fillna(-1).sort_values(ascending=False).index[:k]
     rows = []

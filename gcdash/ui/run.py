@@ -21,6 +21,7 @@ import streamlit as st
 from gcdash import data, plan, sweep
 from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.data import Samples
+from gcdash.engine import Gallery
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.progress import Progress, shifted
@@ -32,7 +33,7 @@ from gcdash.ui.text import plain
 
 MAX_GALLERIES = 16
 _WARM: set[str] = set()  # table keys computed in this process: their cells are in the store
-_GALLERIES: OrderedDict[str, compute.GalleryData] = OrderedDict()  # the last few galleries, for every session
+_GALLERIES: OrderedDict[str, Gallery] = OrderedDict()  # the last few galleries, for every session
 _LOCK = threading.Lock()
 
 
@@ -255,7 +256,7 @@ def with_noise_control(sel: Selection, control: bool = True) -> list[AttackConfi
     return [sel.attack, *([AttackConfig("noise")] if control and sel.attack.name != "noise" else [])]
 
 
-def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> compute.GalleryData:
+def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> Gallery:
     """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once (cells filled with a
     progress bar, images and maps kept from the same pass), then kept for every session (read-only)."""
     eps = sel.gallery_eps
@@ -274,9 +275,7 @@ def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> comp
     return _GALLERIES[key]
 
 
-def extra_views(
-    sel: Selection, handle: ModelHandle, data: compute.GalleryData, names: Sequence[str]
-) -> compute.GalleryData:
+def extra_views(sel: Selection, handle: ModelHandle, data: Gallery, names: Sequence[str]) -> Gallery:
     """``data`` with the extra views ``names`` (gcdash.cams.views) of its clean and adversarial images."""
     base = cache.table_key(page_config(sel, data.model, layers=(data.layer,), eps=(data.eps,)), sel.device)
     with st.spinner("Computing extra views…"):
@@ -307,7 +306,7 @@ def report_maker(
             layer = handle.resolve_layers(sel.layers_for(name))[-1]
             config = gallery_config(sel, name, layer)
             data = _GALLERIES.get(cache.table_key(config, sel.device, "gallery")) or compute.gallery(
-                handle, cache.store(), imgs, config, sel.gallery_eps, layer
+                handle, cache.store(), imgs, config, sel.gallery_eps, layer, handles=_sources(sel, [config])
             )
             rows += report.gallery_rows(data, k=2)
         settings = report.selection_settings(sel, f"{len(imgs)} from {sel.data.source}")

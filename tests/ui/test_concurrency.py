@@ -13,6 +13,7 @@ import tiny
 
 from gcdash import models
 from gcdash.config import CamConfig, DataConfig, ModelSpec, SweepConfig
+from gcdash.engine import Gallery
 from gcdash.store import Store
 from gcdash.ui import cache, compute
 
@@ -24,7 +25,7 @@ def config(layers: str | tuple[str, ...] = "all", eps: tuple[float, ...] = EPS) 
     return SweepConfig((ModelSpec("tiny-cnn"),), DataConfig("tiny", 12, 0), eps, layers, CamConfig("gradcam"))
 
 
-def session(handle, store, samples) -> tuple[pd.DataFrame, compute.GalleryData]:
+def session(handle, store, samples) -> tuple[pd.DataFrame, Gallery]:
     """What the Compare page and the Gallery compute for one session."""
     table = compute.per_image(handle, store, samples, config())
     gallery = compute.gallery(handle, store, samples, config(("block3",), (8 / 255,)), 8 / 255, "block3")
@@ -58,7 +59,7 @@ def in_threads(fn, n: int = 2) -> list:
 ATOL = 1e-4
 
 
-def assert_same(a: tuple[pd.DataFrame, compute.GalleryData], b: tuple[pd.DataFrame, compute.GalleryData]) -> None:
+def assert_same(a: tuple[pd.DataFrame, Gallery], b: tuple[pd.DataFrame, Gallery]) -> None:
     pd.testing.assert_frame_equal(a[0], b[0], check_exact=False, atol=ATOL, rtol=0)
     for field in ("clean", "adv", "clean_map", "adv_map"):
         np.testing.assert_allclose(getattr(a[1], field), getattr(b[1], field), atol=ATOL, err_msg=field)

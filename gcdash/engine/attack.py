@@ -13,6 +13,7 @@ import torch
 
 from gcdash import attacks, keys
 from gcdash.config import AttackConfig
+from gcdash.engine.batch import Batch
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
 from gcdash.store import Store
@@ -40,12 +41,13 @@ class Adversary:
         labels = labels.astype(np.int64)
         return labels if self.source is not None else np.where(labels >= 0, labels, clean_pred)
 
-    def parts(self, labels: np.ndarray, clean_pred: np.ndarray) -> list[list]:
-        """Each image's attack part of its variant key: the attack, who crafted it, the label it ascended."""
+    def variant_attacks(self, batch: Batch) -> list[list]:
+        """Each image's attack as its variant key names it: the attack, who crafted it, the label it ascended
+        (the batch's clean logits must be known)."""
         if not self.attack.uses_model:
-            return [[self.key]] * len(labels)
+            return [[self.key]] * len(batch)
         who = "self" if self.source is None else self.source.digest
-        return [[self.key, who, int(label)] for label in self.labels(labels, clean_pred)]
+        return [[self.key, who, int(label)] for label in self.labels(batch.labels, batch.pred(0.0))]
 
     def _state_keys(self, hashes: Sequence[str], ascended: np.ndarray | None, eps: float) -> list[str]:
         crafter = self.crafter.digest if self.attack.uses_model else None
@@ -53,10 +55,12 @@ class Adversary:
         labels = [None] * len(hashes) if ascended is None else [int(v) for v in ascended]
         return [keys.state(crafter, h, [self.key, y], state_eps) for h, y in zip(hashes, labels)]
 
-    def images(self, x: torch.Tensor, hashes: Sequence[str], labels: np.ndarray, clean_pred: np.ndarray, eps: float):
-        """The attacked batch ``x`` (images with content ``hashes``) at ``eps``, computing missing states once."""
+    def images(self, batch: Batch, eps: float, idx: Sequence[int]) -> torch.Tensor:
+        """The attacked images ``idx`` of ``batch`` at ``eps``, computing missing states once."""
+        idx = list(idx)
+        x, labels, clean_pred = batch.x[idx], batch.labels[idx], batch.pred(0.0)[idx]
         ascended = self.labels(labels, clean_pred) if self.attack.uses_model else None
-        state_keys = self._state_keys(hashes, ascended, eps)
+        state_keys = self._state_keys([batch.hashes[i] for i in idx], ascended, eps)
         found = self.store.get_arrays(state_keys)
         todo = [j for j, k in enumerate(state_keys) if k not in found]
         if todo:
