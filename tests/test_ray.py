@@ -211,3 +211,23 @@ def test_a_cancel_between_batches_keeps_the_finished_ones_and_a_rerun_resumes_fr
     local = pipeline.sweep(config, Store(tmp_path / "l"), batch_size=4)
     pd.testing.assert_frame_equal(table, local.per_image)
     assert 0 < passes["demo-resnet"] < local.passes["demo-resnet"]  # the first batch came from the cache
+
+
+class AlwaysDyingWorker(executors.CellWorker):
+    """Exits its process on every batch: Ray's restarts and retries run out."""
+
+    def run(self, model, samples):
+        os._exit(1)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_workers_that_keep_dying_stop_the_sweep_with_one_line(tmp_path):
+    from gcdash.errors import GcdashError
+
+    config = SweepConfig(models=(ModelSpec("demo-resnet"),), data=DataConfig("demo", 8, 0), eps=(0.0,))
+    with pytest.raises(GcdashError) as err:
+        executors.ray_sweep(
+            config, Store(tmp_path / "c"), pipeline.load_samples(config), workers=1, batch_size=4,
+            worker=AlwaysDyingWorker,
+        )  # fmt: skip
+    assert str(err.value).startswith("every Ray worker died (batch 1 of 2)") and "\n" not in str(err.value)
