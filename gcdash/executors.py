@@ -1,8 +1,9 @@
 """Where a sweep's batches run: in this process (``local``, :func:`gcdash.sweep.sweep`) or spread over a Ray
 cluster (``ray``, :func:`ray_sweep`).
 
-The Ray executor shards each model's images into batches and hands them to a pool of actors, each holding its own
-copy of the model on its own device. A worker runs exactly the local path (:func:`gcdash.sweep.model_table` on
+The Ray executor shards each model's images into batches and maps them with Ray Data (``map_batches`` over an actor
+pool, in batch order) onto actors each holding its own copy of the models on its own device; Ray restarts a dead
+actor and retries its batch. A worker runs exactly the local path (:func:`gcdash.sweep.model_table` on
 its batch), reading cells from the cache read-only and keeping what it computes in a :class:`BufferedStore`; the
 driver, the only writer, stores what each batch computed, writes its rows as a Parquet part and reports progress.
 So the per-image results equal the local executor's, and a killed sweep resumes from every finished batch.
@@ -16,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pickle
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,7 @@ from gcdash.errors import Cancelled, GcdashError
 from gcdash.progress import Progress, ShouldStop
 from gcdash.store import Store
 
-MAX_RETRIES = 2  # a batch whose worker died is tried again on another worker this many times
+MAX_RETRIES = 2  # Ray restarts a dead actor and retries its batch this many times (its default: for ever)
 CONNECT_TIMEOUT_S = 3.0  # how long a --ray-address may take to accept a connection before it is refused
 
 
@@ -99,13 +101,16 @@ def store_writes(store: Store, arrays: Mapping[str, tuple], scalars: Mapping[str
 
 
 class CellWorker:
-    """The cells of one batch on a Ray worker (the actor class, wrapped by ``ray.remote`` in :func:`ray_sweep`);
-    it loads each model of the sweep once, when its first batch arrives, on its own device."""
+    """The cells of one batch on a Ray worker: the callable class that Ray Data's ``map_batches`` runs in each
+    actor of the pool (:func:`ray_sweep`). It holds the sweep's samples and loads each model of the sweep once, when
+    its first batch arrives, on its own device; each call takes one batch descriptor (:func:`_descriptors`)."""
 
-    def __init__(self, config: SweepConfig, cache: str | None, device: str | None, options: dict) -> None:
+    def __init__(
+        self, config: SweepConfig, samples: Samples, cache: str | None, device: str | None, options: dict
+    ) -> None:
         from gcdash import plan
 
-        self.config, self.options = config, options
+        self.config, self.samples, self.options = config, samples, options
         self.device = plan.resolve_device(device)
         self.base = _read_only(cache)
         self.handles: dict = {}
@@ -128,6 +133,19 @@ class CellWorker:
                 self._handle(source)
             else:
                 self.handles[source] = plan.load_handle(source, self.device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One descriptor in (``batch_size=1``), its result out: the group and batch index it came with, and the
+        rows, buffered cells and passes (or the batch's :class:`GcdashError`) pickled into one bytes cell (Ray
+        Data's blocks are Arrow tables: pickle keeps every float, dtype and array as the local executor made them)."""
+        model, start, stop = str(batch["model"][0]), int(batch["start"][0]), int(batch["stop"][0])
+        try:
+            result: tuple | GcdashError = self.run(model, self.samples.subset(range(start, stop)))
+        except GcdashError as err:  # a refused input: sent back as data (Ray Data's wrapper loses the cause)
+            result = err
+        blob = np.empty(1, dtype=object)
+        blob[0] = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+        return {"group": batch["group"], "index": batch["index"], "model": batch["model"], "result": blob}
 
     def run(self, model: str, samples: Samples) -> tuple[pd.DataFrame, dict, dict, int]:
         """The rows of ``samples`` (one batch) for ``model``, what computing them wrote, and the passes it took."""
@@ -289,106 +307,106 @@ def ray_sweep(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Run ``config`` on a pool of ``workers`` Ray actors (each with ``gpus_per_worker`` GPUs and its own copy of
     each model); the per-image table (in the local executor's order; empty when the rows go to ``sink``, called
-    with each batch's model index and rows, so the driver keeps none in memory) and the passes per model. A batch
-    whose worker dies is retried on another actor up to :data:`MAX_RETRIES` times, then the sweep fails with one
-    line; finished batches are kept (their cells in ``store``, their rows in ``sink``)."""
+    with each batch's model index and rows, so the driver keeps none in memory) and the passes per model. The
+    batches of every model run as one Ray Data pipeline; its results come back in batch order, and the driver
+    stores each batch's cells, hands its rows to the sink, reports progress and checks ``should_stop`` before
+    the next. A worker that dies
+    is Ray's to restart and retry (:data:`MAX_RETRIES`); finished batches are kept (cells in ``store``, rows in
+    ``sink``), so a failed or cancelled sweep resumes from them."""
     from gcdash.parts import in_group_order
 
-    ranges = shard_ranges(len(samples), batch_size)
+    items = _descriptors(config, len(samples), batch_size)
     total, done, frames, passes = len(samples) * len(config.models), 0, [], {}
+    sink = sink or (lambda group, table: frames.append((group, table)))
+    args = (config, samples, str(store.root), device, {"keep_maps": keep_maps})
     with ray_session(address, workers, gpus_per_worker) as ray:  # a Ray started here is stopped on every exit
-        remote = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=MAX_RETRIES)(worker)
-        pool = [remote.remote(config, str(store.root), device, {"keep_maps": keep_maps}) for _ in range(workers)]
-        try:
-            for group, spec in enumerate(config.models):
-                batches = [lambda r=r, m=spec.name: (m, samples.subset(r)) for r in ranges]
-                finished = _stored(store, _run_all(ray, pool, batches, should_stop))  # cells kept as each batch ends
-                for table, n in _in_order(finished):
-                    if sink is not None:
-                        sink(group, table)
-                    else:
-                        frames.append((group, table))
-                    passes[spec.name] = passes.get(spec.name, 0) + n
-                    done += int(table["image_id"].nunique())
-                    if progress is not None:
-                        progress(done, total, spec.name)
-        finally:
-            for actor in pool:
-                ray.kill(actor)
+        results = _results(ray, items, worker, args, (workers, gpus_per_worker), should_stop)
+        for item, (table, arrays, scalars, n) in results:
+            store_writes(store, arrays, scalars)  # the driver is the only writer, batch by batch
+            sink(item["group"], table)
+            passes[item["model"]] = passes.get(item["model"], 0) + n
+            done += int(table["image_id"].nunique())
+            if progress is not None:
+                progress(done, total, item["model"])
     return in_group_order(frames), passes
 
 
-def _stored(store: Store, results: Iterable[tuple[int, tuple]]) -> Iterable[tuple[int, tuple]]:
-    """Write each finished batch's cells into ``store`` as it arrives (in any order), so a failure later keeps
-    them; pass on ``(index, (rows, passes))``."""
-    for index, (table, arrays, scalars, n) in results:
-        store_writes(store, arrays, scalars)  # the driver is the only writer
-        yield index, (table, n)
+def _descriptors(config: SweepConfig, n: int, batch_size: int) -> list[dict]:
+    """One item per batch, in the order its rows are written: each model's image ranges in turn, with the model's
+    group (its table) and the batch's index in the whole sweep."""
+    ranges = shard_ranges(n, batch_size)
+    items = [
+        {"group": group, "model": spec.name, "start": r.start, "stop": r.stop}
+        for group, spec in enumerate(config.models)
+        for r in ranges
+    ]
+    return [{**item, "index": index} for index, item in enumerate(items)]
 
 
-def _in_order(results: Iterable[tuple[int, tuple]]) -> Iterable[tuple]:
-    """Results that arrive in any order, passed on in batch order (rows and Parquet parts keep the images' order)."""
-    pending, wanted = {}, 0
-    for index, result in results:
-        pending[index] = result
-        while wanted in pending:
-            yield pending.pop(wanted)
-            wanted += 1
+def _results(
+    ray: Any, items: list[dict], worker: type, args: tuple, pool: tuple[int, float], should_stop: ShouldStop | None
+) -> Iterator[tuple[dict, tuple[pd.DataFrame, dict, dict, int]]]:
+    """Each batch's item and ``(rows, arrays, scalars, passes)``, in batch order, from ``worker`` (constructed with
+    ``args``) mapped over ``items`` by a pool of ``pool[0]`` actors with ``pool[1]`` GPUs each. ``should_stop`` is
+    asked before each batch is taken; a failure is one line (:func:`_one_line`)."""
+    import ray.data
+
+    workers, gpus = pool
+    with _ordered_and_quiet(ray.data.DataContext.get_current()), warnings.catch_warnings():
+        # Ray 2.60 warns that extra remote args will go (2.64); without them Ray Data restarts actors for ever
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            worker, batch_size=1, fn_constructor_args=args, compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=1, num_gpus=gpus, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES,  # Ray's retries
+        )  # fmt: skip
+        rows = iter(dataset.iter_rows())
+        try:
+            for expected in range(len(items)):
+                if should_stop is not None and should_stop():
+                    raise Cancelled(f"stopped with {len(items) - expected} of {len(items)} batches left")
+                try:
+                    row = next(rows)
+                except Exception as err:  # Ray Data wraps what a worker raised
+                    raise _one_line(err, expected, len(items)) from None
+                if row["index"] != expected:
+                    raise GcdashError(f"Ray returned batch {row['index'] + 1} where batch {expected + 1} was due")
+                result = pickle.loads(row["result"])
+                if isinstance(result, GcdashError):
+                    raise result
+                yield items[expected], result
+        finally:
+            getattr(rows, "close", lambda: None)()  # a stop or a failure ends Ray Data's execution now
 
 
-def _run_all(
-    ray: Any, pool: list, batches: list[Callable[[], tuple[str, Samples]]], should_stop: ShouldStop | None
-) -> Iterable[tuple[int, tuple]]:
-    """Each batch (made when sent) on a free actor of ``pool``; ``(index, result)`` as they finish, in any order.
-    A batch whose worker died goes to another one, up to :data:`MAX_RETRIES` times; an actor that died for good
-    leaves the pool; with no actor left the sweep stops with one line."""
+@contextlib.contextmanager
+def _ordered_and_quiet(context: Any) -> Iterator[None]:
+    """While open: Ray Data keeps the batches' order, and says nothing on the console (the caller reports
+    progress, and a failure is one line); then the driver's settings are restored."""
+    logger = logging.getLogger("ray.data")
+    saved = (context.execution_options.preserve_order, logger.level)
+    context.execution_options.preserve_order = True
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        context.execution_options.preserve_order = saved[0]
+        logger.setLevel(saved[1])
+
+
+def _one_line(err: BaseException, index: int, count: int) -> GcdashError:
+    """A worker's failure as one line: its own :class:`GcdashError` (found in the chain Ray wraps it in), "every
+    worker died" when the actors were lost for good, else the failure's first line."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, RayTaskError, WorkerCrashedError
 
-    todo = list(range(len(batches)))
-    tries = dict.fromkeys(todo, 0)
-    running: dict[Any, tuple[int, Any]] = {}
-    free, alive = list(pool), list(pool)
-    while todo or running:
-        if should_stop is not None and should_stop():
-            raise Cancelled(f"stopped with {len(todo) + len(running)} of {len(batches)} batches left")
-        if not alive:
-            raise GcdashError("every Ray worker died; the finished batches are in the cache: run the sweep again")
-        while free and todo:
-            index = todo.pop(0)
-            actor = free.pop()
-            running[actor.run.remote(*batches[index]())] = (index, actor)
-        ready, _ = ray.wait(list(running), num_returns=1)
-        index, actor = running.pop(ready[0])
-        try:
-            result = ray.get(ready[0])
-        except RayTaskError as err:  # the batch itself failed (a refused number, a bad input): say why, once
-            cause = getattr(err, "cause", None)
-            problem = cause if isinstance(cause, GcdashError) else GcdashError(f"batch {index + 1} failed: {err}")
-            raise problem from None
-        except (ActorDiedError, ActorUnavailableError, WorkerCrashedError) as err:
-            tries[index] += 1
-            if tries[index] > MAX_RETRIES:
-                raise GcdashError(
-                    f"batch {index + 1} of {len(batches)} failed on {tries[index]} workers ({type(err).__name__}); "
-                    "the finished batches are in the cache: run the sweep again to resume"
-                ) from None
-            todo.insert(0, index)
-            if _dead_for_good(ray, actor):
-                alive.remove(actor)
-            else:
-                free.insert(0, actor)  # restarting (max_restarts): the other actors are asked first
-            time.sleep(0.2)
-            continue
-        free.append(actor)
-        yield index, result
-
-
-def _dead_for_good(ray: Any, actor: Any) -> bool:
-    """Whether ``actor`` has used up its restarts (its state is DEAD), as far as Ray can tell now."""
-    try:
-        from ray.util.state import get_actor
-
-        state = get_actor(actor._actor_id.hex())
-        return state is not None and state.state == "DEAD"
-    except Exception:  # the state API is optional (ray[default]); without it, keep the actor and count tries
-        return False
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, GcdashError) and not isinstance(seen, RayTaskError):  # not Ray's wrapper subclass
+            return seen
+        if isinstance(seen, (ActorDiedError, ActorUnavailableError, WorkerCrashedError)):
+            return GcdashError(
+                f"every Ray worker died (batch {index + 1} of {count}); the finished batches are in the cache: "
+                "run the sweep again to resume"
+            )
+        seen = getattr(seen, "cause", None) or seen.__cause__
+    first = " ".join(str(err).split())[:200] or type(err).__name__
+    return GcdashError(f"batch {index + 1} of {count} failed: {first}")

@@ -1,5 +1,6 @@
 """The Ray executor on a local Ray with two workers: the same per-image table as the local executor, the driver the
-only writer of the cache and the parts, and a worker that dies mid-sweep retried."""
+only writer of the cache and the parts, a worker that dies mid-sweep retried by Ray, a worker's GcdashError one line,
+and a cancelled sweep resumed from its finished batches."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def test_a_failure_mid_sweep_stops_the_ray_it_started(tmp_path, monkeypatch, no_
         assert ray.is_initialized() and signal.getsignal(signal.SIGTERM) is not handler  # SIGTERM now exits
         raise RuntimeError("a batch went wrong")
 
-    monkeypatch.setattr(executors, "_run_all", broken)
+    monkeypatch.setattr(executors, "_results", broken)
     with pytest.raises(RuntimeError, match="a batch went wrong"):
         main([*CLI_RAY, "--workers", "1", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
     assert not ray.is_initialized()
@@ -175,3 +176,65 @@ def test_the_cli_runs_a_sweep_on_ray_and_writes_the_same_tables(tmp_path, capsys
     ray_rows = pd.read_parquet(tmp_path / "r" / "per_image.parquet")
     local_rows = pd.read_parquet(tmp_path / "l" / "per_image.parquet")
     pd.testing.assert_frame_equal(ray_rows, local_rows)
+
+
+class RefusingWorker(executors.CellWorker):
+    """Refuses its second batch with a GcdashError, as a bad input would."""
+
+    def run(self, model, samples):
+        if samples.ids[0] != self.samples.ids[0]:
+            from gcdash.errors import GcdashError
+
+            raise GcdashError("image 5 is not RGB")
+        return super().run(model, samples)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_gcdash_error_in_a_worker_reaches_the_driver_as_itself(tmp_path):
+    from gcdash.errors import GcdashError
+
+    config = SweepConfig(models=(ModelSpec("demo-resnet"),), data=DataConfig("demo", 8, 0), eps=(0.0,))
+    with pytest.raises(GcdashError) as err:
+        executors.ray_sweep(
+            config, Store(tmp_path / "c"), plan.load_samples(config), workers=1, batch_size=4,
+            worker=RefusingWorker,
+        )  # fmt: skip
+    assert type(err.value) is GcdashError and str(err.value) == "image 5 is not RGB"
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_a_cancel_between_batches_keeps_the_finished_ones_and_a_rerun_resumes_from_them(tmp_path):
+    from gcdash.errors import Cancelled
+
+    config = SweepConfig(models=(ModelSpec("demo-resnet"),), data=DataConfig("demo", 12, 0), eps=(0.0, 8 / 255))
+    samples, store, seen = plan.load_samples(config), Store(tmp_path / "c"), []
+    with pytest.raises(Cancelled, match="stopped with 2 of 3 batches left"):
+        executors.ray_sweep(
+            config, store, samples, workers=2, batch_size=4, progress=lambda d, t, w: seen.append(d),
+            should_stop=lambda: bool(seen),
+        )  # fmt: skip
+    assert seen == [4]
+    table, passes = executors.ray_sweep(config, store, samples, workers=2, batch_size=4)
+    local = sweep.sweep(config, Store(tmp_path / "l"), batch_size=4)
+    pd.testing.assert_frame_equal(table, local.per_image)
+    assert 0 < passes["demo-resnet"] < local.passes["demo-resnet"]  # the first batch came from the cache
+
+
+class AlwaysDyingWorker(executors.CellWorker):
+    """Exits its process on every batch: Ray's restarts and retries run out."""
+
+    def run(self, model, samples):
+        os._exit(1)
+
+
+@pytest.mark.usefixtures("local_ray")
+def test_workers_that_keep_dying_stop_the_sweep_with_one_line(tmp_path):
+    from gcdash.errors import GcdashError
+
+    config = SweepConfig(models=(ModelSpec("demo-resnet"),), data=DataConfig("demo", 8, 0), eps=(0.0,))
+    with pytest.raises(GcdashError) as err:
+        executors.ray_sweep(
+            config, Store(tmp_path / "c"), plan.load_samples(config), workers=1, batch_size=4,
+            worker=AlwaysDyingWorker,
+        )  # fmt: skip
+    assert str(err.value).startswith("every Ray worker died (batch 1 of 2)") and "\n" not in str(err.value)
