@@ -41,9 +41,9 @@ def image_hash(x: torch.Tensor) -> str:
     return hashlib.sha256(f"{arr.shape}".encode() + arr.tobytes()).hexdigest()[:32]
 
 
-def short(parts: object) -> str:
+def short(description: object) -> str:
     """A 16-hex-digit digest of a JSON-able description (a method with its parameters, a comparison)."""
-    return cell_key(parts)[:16]
+    return cell_key(description)[:16]
 
 
 def variants(model: str, hashes: Sequence[str], attack: Sequence[list | None] | None, eps: float) -> list[str]:

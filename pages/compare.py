@@ -21,7 +21,8 @@ with page.guard():
     with_control = sel.attack.name != "noise" and st.toggle(
         "Beside the random-noise control", value=True, key="cmp.control", help="one CAM pass per image and eps"
     )
-    table = run.per_image(sel, attacks=run.with_noise_control(sel, with_control), faithfulness=True)  # in the reading
+    attacks = run.with_noise_control(sel, with_control)
+    table = run.selection_table(sel, attacks=attacks, faithfulness=True)  # faithfulness: shown in the reading
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     floors = run.floors(sel).groupby("model", sort=False)["nissim"].last()  # at each model's deepest chosen layer

@@ -37,7 +37,7 @@ with page.guard():
     values.keep_valid("plot", kinds, "violin")
     kind = values.bound(st.segmented_control, "Plot", "plot", kinds) or "violin"
 
-    table = run.per_image(sel)
+    table = run.selection_table(sel)
     event = st.plotly_chart(
         plots.distribution(table, kind), on_select="rerun", selection_mode="points", key=f"dist.chart.{kind}"
     )

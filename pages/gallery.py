@@ -48,10 +48,10 @@ with page.guard():
         placeholder="none (each costs extra model passes)",
     )
 
-    panels = [run.gallery(sel, loaded[model], model, layer)]
+    panels = [run.gallery_for(sel, loaded[model], model, layer)]
     if second in loaded:
         layer2 = gallery.second_layer(loaded[second].resolve_layers(sel.layers_for(second)), layer)
-        panels.append(run.gallery(sel, loaded[second], second, layer2))
+        panels.append(run.gallery_for(sel, loaded[second], second, layer2))
     if extra:
         panels = [run.extra_views(sel, loaded[p.model], p, extra) for p in panels]
 

@@ -15,7 +15,7 @@ st.caption(
 with page.guard():
     sel = page.selection()
     run.require_models(sel)
-    table = run.per_image(sel, layers="all")
+    table = run.selection_table(sel, layers="all")
     summary = plots.layer_depth(results.summary(table))
 
     st.plotly_chart(plots.layer_heatmap(summary), key="layers.heatmap")

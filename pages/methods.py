@@ -36,7 +36,7 @@ with page.guard():
     with st.expander("Cost of each method"):
         st.markdown("\n".join(f"- **{cams.get(m).label}** ({cams.get(m).paper}): {cams.get(m).cost}" for m in methods))
 
-    table = run.per_image(sel, models=[model], methods=methods)
+    table = run.selection_table(sel, models=[model], methods=methods)
     summary = cache.summary_ci(table)
     for group in results.identical_methods(table):
         labels = " and ".join(cams.get(m).label for m in group)

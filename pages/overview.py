@@ -22,7 +22,7 @@ with page.guard():
     )
     run.require_models(sel)
     story = (0.0, sel.gallery_eps)  # one eps tells the story (and costs a third of the full set on a cold cache)
-    table = run.per_image(sel, attacks=run.with_noise_control(sel), eps=story)
+    table = run.selection_table(sel, attacks=run.with_noise_control(sel), eps=story)
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
     eps = results.narrative.headline_eps(summary, sel.gallery_eps)
@@ -44,7 +44,7 @@ with page.guard():
         moved = attacked.sort_values("mod").iloc[-1].model if len(attacked) else sel.models[0]
         handle = run.handles(sel, [moved])[moved]
         layer = handle.resolve_layers(sel.layers_for(moved))[-1]
-        data = run.gallery(sel, handle, moved, layer)
+        data = run.gallery_for(sel, handle, moved, layer)
         best = int(data.table["nissim"].fillna(-1).to_numpy().argmax())
         st.subheader(f"The image whose explanation moved most ({plain(moved)}, eps {eps_text(sel.gallery_eps)})")
         gallery.header(gallery.columns_of([data]))

@@ -23,7 +23,7 @@ with page.guard():
         st.info("Pick two models or more in the sidebar: the matrix pairs each with every other.")
         st.stop()
     crafted = sel.attack.crafted_on(list(sel.models))
-    table = run.per_image(sel, attacks=crafted)
+    table = run.selection_table(sel, attacks=crafted)
     summary = results.summary(table)
     labelled = summary["acc_adv"].notna().any()
     values = ("acc_adv", "mod") if labelled else ("flip_rate", "mod")

@@ -180,8 +180,8 @@ def test_the_report_tells_the_story_with_settings_terms_and_images(tiny_handle, 
     from gcdash.ui import compute
 
     config = SweepConfig(models=(ModelSpec("tiny-cnn"),), eps=(0.0, 8 / 255), layers=("block3",))
-    table = compute.per_image(tiny_handle, store, tiny_samples, config)
-    data = compute.gallery(tiny_handle, store, tiny_samples, config, 8 / 255, "block3")
+    table = compute.page_table(tiny_handle, store, tiny_samples, config)
+    data = compute.build_gallery(tiny_handle, store, tiny_samples, config, 8 / 255, "block3")
     rows = report.gallery_rows(data, k=2)
     assert rows[0].caption.startswith("tiny-cnn · ") and len(rows[0].pictures) == 4
     title = report.report_title(table["attack"].unique(), ["tiny-cnn"])

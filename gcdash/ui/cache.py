@@ -69,11 +69,11 @@ def table_key(config: SweepConfig, device: str, *extra: object) -> str:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def per_image(
+def cached_table(
     key: str, _handle: ModelHandle, _samples: Samples, _config: SweepConfig, _sources: dict | None = None
 ) -> pd.DataFrame:
-    """The per-image table of one model (see :func:`gcdash.ui.compute.per_image`)."""
-    return compute.per_image(_handle, store(), _samples, _config, handles=_sources)
+    """The per-image table of one model (see :func:`gcdash.ui.compute.page_table`)."""
+    return compute.page_table(_handle, store(), _samples, _config, handles=_sources)
 
 
 @st.cache_data(max_entries=32, show_spinner="Computing view…")
@@ -109,7 +109,7 @@ def compare_charts(summary: pd.DataFrame, floors: tuple[tuple[str, float], ...])
 
 def clear_tables() -> None:
     """Forget the cached tables and views (after the store was cleared; galleries live in session state)."""
-    for fn in (per_image, extra_view, summary_ci):
+    for fn in (cached_table, extra_view, summary_ci):
         fn.clear()
 
 

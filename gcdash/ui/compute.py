@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 16  # images per model pass: small enough for a lively progress bar and quick interruption
 
 
-def per_image(
+def page_table(
     handle: ModelHandle,
     store: Store,
     samples: Samples,
@@ -50,7 +50,7 @@ def per_image(
     return table
 
 
-def gallery(
+def build_gallery(
     handle: ModelHandle,
     store: Store,
     samples: Samples,
@@ -201,7 +201,7 @@ class SweepJob:
             return None
         return self._pace.eta(self.total - self.done)
 
-    def per_image(self) -> pd.DataFrame:
+    def table(self) -> pd.DataFrame:
         """The finished sweeps' per-image rows, concatenated."""
         frames = [r.per_image for r in self.results]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)

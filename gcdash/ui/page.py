@@ -77,7 +77,7 @@ def selection() -> Selection:
             st.switch_page(_running_page(listed, sys._getframe(1).f_globals.get("__file__", "")))
         frame()
         st.session_state.pop(ROUTED, None)
-    return run.selection()
+    return run.current_selection()
 
 
 def _running_page(listed: list[st.Page], file: str) -> st.Page:

@@ -37,7 +37,7 @@ _GALLERIES: OrderedDict[str, Gallery] = OrderedDict()  # the last few galleries,
 _LOCK = threading.Lock()
 
 
-def selection() -> Selection:
+def current_selection() -> Selection:
     """The sidebar's selection of this run (the router draws the sidebar before the page)."""
     return st.session_state.get(SELECTION) or Selection()
 
@@ -214,10 +214,10 @@ def tables(
     if cold:
         confirm_slow(sel, cold, len(imgs))
         _fill(cold, imgs, what, sources)
-    return pd.concat([cache.per_image(key, h, imgs, c, sources) for h, c, key in jobs], ignore_index=True)
+    return pd.concat([cache.cached_table(key, h, imgs, c, sources) for h, c, key in jobs], ignore_index=True)
 
 
-def per_image(
+def selection_table(
     sel: Selection,
     *,
     models: Sequence[str] | None = None,
@@ -256,7 +256,7 @@ def with_noise_control(sel: Selection, control: bool = True) -> list[AttackConfi
     return [sel.attack, *([AttackConfig("noise")] if control and sel.attack.name != "noise" else [])]
 
 
-def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> Gallery:
+def gallery_for(sel: Selection, handle: ModelHandle, model: str, layer: str) -> Gallery:
     """Gallery data of ``model`` at the sidebar's gallery eps and ``layer``: computed once (cells filled with a
     progress bar, images and maps kept from the same pass), then kept for every session (read-only)."""
     eps = sel.gallery_eps
@@ -266,7 +266,7 @@ def gallery(sel: Selection, handle: ModelHandle, model: str, layer: str) -> Gall
         imgs = samples(sel)
         confirm_slow(sel, [(handle, config, key)], len(imgs))
         report, close = _bar("Computing the gallery", len(imgs))
-        data = compute.gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
+        data = compute.build_gallery(handle, cache.store(), imgs, config, eps, layer, report, _sources(sel, [config]))
         close()
         with _LOCK:
             _GALLERIES[key] = data
@@ -305,7 +305,7 @@ def report_maker(
                 continue  # the page already said why it does not load
             layer = handle.resolve_layers(sel.layers_for(name))[-1]
             config = gallery_config(sel, name, layer)
-            data = _GALLERIES.get(cache.table_key(config, sel.device, "gallery")) or compute.gallery(
+            data = _GALLERIES.get(cache.table_key(config, sel.device, "gallery")) or compute.build_gallery(
                 handle, cache.store(), imgs, config, sel.gallery_eps, layer, handles=_sources(sel, [config])
             )
             rows += report.gallery_rows(data, k=2)

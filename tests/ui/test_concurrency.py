@@ -27,8 +27,8 @@ def config(layers: str | tuple[str, ...] = "all", eps: tuple[float, ...] = EPS) 
 
 def session(handle, store, samples) -> tuple[pd.DataFrame, Gallery]:
     """What the Compare page and the Gallery compute for one session."""
-    table = compute.per_image(handle, store, samples, config())
-    gallery = compute.gallery(handle, store, samples, config(("block3",), (8 / 255,)), 8 / 255, "block3")
+    table = compute.page_table(handle, store, samples, config())
+    gallery = compute.build_gallery(handle, store, samples, config(("block3",), (8 / 255,)), 8 / 255, "block3")
     return table, gallery
 
 
@@ -101,12 +101,12 @@ def test_cached_page_path_shares_the_model(monkeypatch, tmp_path):
 
     def page() -> tuple:
         handle = cache.model("tiny-cnn", "default", "cpu")
-        return handle, cache.per_image(key, handle, samples, cfg)
+        return handle, cache.cached_table(key, handle, samples, cfg)
 
     (h1, t1), (h2, t2) = in_threads(page)
     assert h1 is h2
     pd.testing.assert_frame_equal(t1, t2)
-    alone = compute.per_image(models.load("tiny-cnn"), Store(tmp_path / "alone"), samples, cfg)
+    alone = compute.page_table(models.load("tiny-cnn"), Store(tmp_path / "alone"), samples, cfg)
     pd.testing.assert_frame_equal(t1, alone, check_exact=False, atol=ATOL, rtol=0)
 
 
@@ -116,7 +116,7 @@ def test_background_sweep_finishes_and_is_saved(tmp_path):
     job = compute.SweepJob.start([config("default")], store, handles, samples, "cpu")
     assert job.wait(120) and job.error is None and not job.cancelled
     assert job.done == job.total == 8
-    assert len(job.per_image()) == 8 * len(EPS)
+    assert len(job.table()) == 8 * len(EPS)
     assert [r["n_rows"] for r in store.runs()] == [8 * len(EPS)]
 
 

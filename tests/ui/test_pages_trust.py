@@ -39,7 +39,7 @@ def test_the_gallerys_table_equals_the_clis_for_a_folder_of_other_classes(tmp_pa
     samples = data.load(config.data.source)
     handle = tiny.tiny_handle()
     cli = sweep.sweep(config, Store(tmp_path / "cli"), handles={"tiny-cnn": handle}, samples=samples).per_image
-    shown_ = compute.gallery(handle, Store(tmp_path / "ui"), samples, config, eps, handle.default_layer).table
+    shown_ = compute.build_gallery(handle, Store(tmp_path / "ui"), samples, config, eps, handle.default_layer).table
     cli = cli[cli["eps"] == eps].reset_index(drop=True)
     columns = ["image_id", "label", "pred_clean", "pred_adv", "conf_clean", "conf_adv", "ssim", "nissim"]
     pd.testing.assert_frame_equal(shown_[columns], cli[columns], check_dtype=False, atol=1e-9)
