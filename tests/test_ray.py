@@ -82,7 +82,7 @@ def test_a_failure_mid_sweep_stops_the_ray_it_started(tmp_path, monkeypatch, no_
         assert ray.is_initialized() and signal.getsignal(signal.SIGTERM) is not handler  # SIGTERM now exits
         raise RuntimeError("a batch went wrong")
 
-    monkeypatch.setattr(executors, "_results", broken)
+    monkeypatch.setattr(executors.ray, "_results", broken)
     with pytest.raises(RuntimeError, match="a batch went wrong"):
         main([*CLI_RAY, "--workers", "1", "--out", str(tmp_path / "o"), "--cache", str(tmp_path / "c")])
     assert not ray.is_initialized()
@@ -93,7 +93,7 @@ def test_sigterm_during_a_session_raises_system_exit():
     import os
     import signal
 
-    with pytest.raises(SystemExit) as stop, executors._sigterm_exits():
+    with pytest.raises(SystemExit) as stop, executors.session._sigterm_exits():
         os.kill(os.getpid(), signal.SIGTERM)
     assert stop.value.code == 128 + signal.SIGTERM
 

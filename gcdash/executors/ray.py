@@ -1,29 +1,15 @@
-"""Where a sweep's batches run: in this process (``local``, :func:`gcdash.sweep.sweep`) or spread over a Ray
-cluster (``ray``, :func:`ray_sweep`).
-
-The Ray executor shards each model's images into batches and maps them with Ray Data (``map_batches`` over an actor
-pool, in batch order) onto actors each holding its own copy of the models on its own device; Ray restarts a dead
-actor and retries its batch. A worker runs exactly the local path (:func:`gcdash.sweep.model_table` on
-its batch), reading cells from the cache read-only and keeping what it computes in a :class:`BufferedStore`; the
-driver, the only writer, stores what each batch computed, writes its rows as a Parquet part and reports progress.
-So the per-image results equal the local executor's, and a killed sweep resumes from every finished batch.
-
-The workers read the cache folder: on one host (``ray.init()``) that is the same folder; on a cluster put it on a
-filesystem every node mounts (``--cache /shared/...``). A worker that cannot read it recomputes what it does not
-find: the numbers are the same, only the work is not saved.
-"""
+"""The Ray executor on Ray Data: each batch a descriptor, ``map_batches`` over an actor pool whose workers run the
+local path (:func:`gcdash.sweep.model_table`) on their batch with a :class:`~gcdash.executors.buffered.BufferedStore`
+over a read-only cache; the driver, the only writer, stores each batch's cells and hands its rows to the sweep's
+sink, in batch order. Ray restarts a dead actor and retries its batch (:data:`MAX_RETRIES`)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import pickle
-import signal
-import socket
-import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -32,72 +18,12 @@ import pandas as pd
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.errors import Cancelled, GcdashError
+from gcdash.executors.buffered import BufferedStore, _read_only, store_writes
+from gcdash.executors.session import ray_session
 from gcdash.progress import Progress, ShouldStop
 from gcdash.store import Store
 
 MAX_RETRIES = 2  # Ray restarts a dead actor and retries its batch this many times (its default: for ever)
-CONNECT_TIMEOUT_S = 3.0  # how long a --ray-address may take to accept a connection before it is refused
-
-
-class BufferedStore:
-    """The store interface the engine uses (``get_arrays``, ``put_arrays``, ``get_scalars``, ``put_scalars``):
-    reads go to the buffer, then to ``base`` (a read-only cache, or None); writes stay in the buffer until
-    :meth:`drain` hands them over."""
-
-    read_only = False
-
-    def __init__(self, base: Store | None) -> None:
-        self.base = base
-        self.arrays: dict[str, tuple[np.ndarray, str, str]] = {}
-        self.scalars: dict[str, tuple[float, str, str]] = {}
-
-    def _base(self, method: str, keys: Sequence[str]) -> dict:
-        if self.base is None:
-            return {}
-        try:
-            return getattr(self.base, method)(keys)
-        except (GcdashError, OSError):
-            self.base = None  # an unreadable cache: compute instead, as an empty one would
-            return {}
-
-    def get_arrays(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
-        found = {k: self.arrays[k][0] for k in keys if k in self.arrays}
-        rest = [k for k in keys if k not in found]
-        return {**found, **(self._base("get_arrays", rest) if rest else {})}
-
-    def get_scalars(self, keys: Sequence[str]) -> dict[str, float]:
-        found = {k: self.scalars[k][0] for k in keys if k in self.scalars}
-        rest = [k for k in keys if k not in found]
-        return {**found, **(self._base("get_scalars", rest) if rest else {})}
-
-    def put_arrays(self, items: Mapping[str, np.ndarray], kind: str, model: str = "") -> None:
-        self.arrays.update({k: (np.asarray(v), kind, model) for k, v in items.items()})
-
-    def put_scalars(self, items: Mapping[str, float], kind: str, model: str = "") -> None:
-        self.scalars.update({k: (float(v), kind, model) for k, v in items.items()})
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        """Every write already waits in the buffer for :meth:`drain` (the store's one-transaction block)."""
-        yield
-
-    def drain(self) -> tuple[dict, dict]:
-        """Everything written since the last drain, emptied from the buffer."""
-        out = (self.arrays, self.scalars)
-        self.arrays, self.scalars = {}, {}
-        return out
-
-
-def store_writes(store: Store, arrays: Mapping[str, tuple], scalars: Mapping[str, tuple]) -> None:
-    """Write a worker's buffered entries into ``store`` in one transaction, grouped by (kind, model) as the engine
-    wrote them."""
-    with store.deferred():
-        for items, put in ((arrays, store.put_arrays), (scalars, store.put_scalars)):
-            groups: dict[tuple[str, str], dict] = {}
-            for key, (value, kind, model) in items.items():
-                groups.setdefault((kind, model), {})[key] = value
-            for (kind, model), values in groups.items():
-                put(values, kind, model)
 
 
 class CellWorker:
@@ -161,132 +87,9 @@ class CellWorker:
         return table, arrays, scalars, engine.passes
 
 
-def _read_only(cache: str | None) -> Store | None:
-    if cache is None or not Path(cache).is_dir():
-        return None
-    try:
-        return Store(cache, read_only=True)
-    except GcdashError:
-        return None
-
-
 def shard_ranges(n: int, batch_size: int) -> list[range]:
     """Image index ranges of the batches, in order (each batch's images are read only when it is sent)."""
     return [range(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
-def check_pool(workers: int, gpus_per_worker: float) -> None:
-    """The pool's own numbers, before Ray is touched: at least one worker, a finite GPU share ≥ 0 each."""
-    if workers < 1:
-        raise GcdashError(f"--workers must be ≥ 1, got {workers}")
-    if not 0 <= gpus_per_worker < float("inf"):
-        raise GcdashError(f"--gpus-per-worker must be ≥ 0 (0: CPU workers), got {gpus_per_worker:g}")
-
-
-def probe_address(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
-    """Refuse a ``HOST:PORT`` (or ``ray://HOST:PORT``) where nothing accepts a TCP connection within ``timeout``:
-    ``ray.init`` retries such an address for minutes. The connect runs in a daemon thread joined with a deadline,
-    because name resolution ignores socket timeouts. ``auto`` (and no address) is left to Ray, which fails fast."""
-    if not address or address in ("auto", "local"):
-        return
-    host, sep, port = address.split("://", 1)[-1].rpartition(":")
-    if not sep or not port.isdigit():
-        raise GcdashError(f"--ray-address {address!r}: write HOST:PORT, ray://HOST:10001 or auto")
-    failed: list[str] = ["no answer"]
-
-    def connect() -> None:
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-            failed.clear()
-        except OSError as err:
-            failed[:] = [err.strerror or type(err).__name__]
-
-    thread = threading.Thread(target=connect, daemon=True)
-    thread.start()
-    thread.join(timeout + 1.0)
-    if failed:
-        raise GcdashError(
-            f"--ray-address {address}: nothing answers at {host}:{port} within {timeout:g} s ({failed[0]}); "
-            "start the cluster (ray start --head) or check the address"
-        )
-
-
-def check_resources(ray: Any, workers: int, gpus_per_worker: float) -> None:
-    """Refuse a pool the cluster cannot host (its actors would wait for ever): one CPU per worker, and
-    ``gpus_per_worker`` GPUs each. Checked against the cluster's totals before any actor is made."""
-    have = ray.cluster_resources()
-    cpus, gpus = float(have.get("CPU", 0)), float(have.get("GPU", 0))
-    if workers > cpus:
-        raise GcdashError(
-            f"--workers {workers}: the Ray cluster has {cpus:g} CPUs and each worker takes one; "
-            f"use --workers {max(int(cpus), 1)} or fewer, or a larger cluster (--ray-address)"
-        )
-    if workers * gpus_per_worker > gpus:
-        raise GcdashError(
-            f"--workers {workers} × --gpus-per-worker {gpus_per_worker:g} asks for {workers * gpus_per_worker:g} "
-            f"GPUs and the Ray cluster has {gpus:g} GPUs; use --gpus-per-worker 0 for CPU workers, or fewer workers"
-        )
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise GcdashError("--executor ray needs Ray: pip install -r requirements-ray.txt") from None
-    return ray
-
-
-def _start_ray(ray: Any, address: str | None) -> None:
-    """Connect to ``address``, or start a local Ray sized by this machine (not by the number of workers)."""
-    probe_address(address)
-    root = str(Path(__file__).resolve().parent.parent)  # workers import gcdash from this checkout
-    try:
-        ray.init(
-            address=address or None, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-            runtime_env={"env_vars": {"PYTHONPATH": root}},
-        )  # fmt: skip
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
-        where = f"at {address}" if address else "on this machine"
-        first = " ".join(str(err).split())[:200] or type(err).__name__
-        raise GcdashError(f"could not start or reach Ray {where}: {first}") from None
-
-
-@contextlib.contextmanager
-def _sigterm_exits() -> Iterator[None]:
-    """While open (in the main thread), SIGTERM raises SystemExit, so ``finally`` blocks run; then restored."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None = None, workers: int = 1, gpus_per_worker: float = 0.0) -> Iterator[Any]:
-    """The ``ray`` module, connected: to the Ray this process already runs (left running), or to one started here
-    (local, or ``address``) and shut down on every exit path: a return, an exception, Ctrl-C, or SIGTERM (made a
-    SystemExit while the session is open). SIGKILL cannot be caught: a driver killed with it leaves a local Ray's
-    processes running (``ray stop`` ends them). The pool of ``workers`` is checked against the cluster first."""
-    check_pool(workers, gpus_per_worker)
-    ray = _import_ray()
-    if ray.is_initialized():
-        check_resources(ray, workers, gpus_per_worker)
-        yield ray
-        return
-    with _sigterm_exits():
-        try:
-            _start_ray(ray, address)
-            check_resources(ray, workers, gpus_per_worker)
-            yield ray
-        finally:
-            ray.shutdown()
 
 
 def ray_sweep(
