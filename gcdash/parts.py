@@ -1,6 +1,6 @@
 """A sweep's per-image table as Parquet parts: written batch by batch (:class:`Parts`), read back in the order a
-sweep returns its rows in memory (:func:`read_parts`, :func:`in_group_order`), each part checked against its
-checksum (:mod:`gcdash.manifest`)."""
+sweep returns its rows in memory (:func:`read_parts`, :func:`gcdash.tables.in_group_order`), each part checked
+against its checksum (:mod:`gcdash.manifest`)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from gcdash import manifest, results
-from gcdash.engine import canonical_order
 from gcdash.errors import GcdashError
 from gcdash.plan import check_out_dir
+from gcdash.tables import in_group_order
 
 
 class Parts:
@@ -122,15 +122,6 @@ def _listed_part(file: Path, listed: dict[Path, dict[str, manifest.Part] | None]
     if str(file.resolve()) not in listed[out]:
         raise GcdashError(f"{file} is not listed in {out / manifest.NAME}: it was added after that sweep")
     return listed[out][str(file.resolve())]
-
-
-def in_group_order(frames: Sequence[tuple[int, pd.DataFrame]]) -> pd.DataFrame:
-    """Batches of rows, each with its group (a model's or an attack's table), as one table in the order
-    :func:`sweep` returns rows in memory (:func:`~gcdash.engine.canonical_order` within each group)."""
-    if not frames:
-        return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS)
-    table = pd.concat([frame.assign(_group=group) for group, frame in frames], ignore_index=True)
-    return canonical_order(table, "_group").drop(columns="_group")
 
 
 def parquet_bytes(frame: pd.DataFrame) -> bytes:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,13 +21,13 @@ from gcdash import manifest, results
 from gcdash import plan as planner
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
-from gcdash.engine import ModelEngine
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
-from gcdash.parts import Parts, in_group_order, parquet_bytes
-from gcdash.plan import Plan, check_out_dir, model_samples
+from gcdash.parts import Parts, parquet_bytes
+from gcdash.plan import Plan, check_out_dir
 from gcdash.progress import Progress, ShouldStop, shifted
 from gcdash.store import Store
+from gcdash.tables import in_group_order, model_table
 
 
 @dataclass
@@ -86,46 +86,6 @@ class SweepResult:
         data = parquet_bytes(self.per_image)
         target.write_bytes(data)
         return manifest.Part.of(target, data, len(self.per_image))
-
-
-def model_table(
-    handle: ModelHandle,
-    store: Store,
-    samples: Samples,
-    config: SweepConfig,
-    *,
-    model: str | None = None,
-    batch_size: int = 32,
-    handles: Mapping[str, ModelHandle] | None = None,
-    progress: Progress | None = None,
-    should_stop: ShouldStop | None = None,
-    keep_maps: str = "all",
-    sink: Callable[[pd.DataFrame], None] | None = None,
-) -> tuple[pd.DataFrame, ModelEngine]:
-    """The per-image table (``results.PER_IMAGE_COLUMNS``, a column per extra comparison, and the localisation
-    columns where the images have masks) of one model under ``config``: the one path from a config to numbers,
-    used by the CLI, :func:`sweep` and the pages. With ``sink`` each batch's rows go to it as they are made and
-    the returned table is empty (nothing is kept in memory)."""
-    name = model or handle.name
-    samples = model_samples(handle, samples, name)
-    engine = ModelEngine.from_config(handle, store, config, batch_size, handles, keep_maps)
-    if sink is not None:
-        for rows in engine.rows(samples, config.eps, config.layers, progress, should_stop):
-            sink(_labelled(rows, config, name))
-        return pd.DataFrame(columns=results.PER_IMAGE_COLUMNS), engine
-    return _labelled(engine.table(samples, config.eps, config.layers, progress, should_stop), config, name), engine
-
-
-def _labelled(table: pd.DataFrame, config: SweepConfig, name: str) -> pd.DataFrame:
-    """Engine rows with the columns that say whose they are (model, method, attack, source), in table order."""
-    for column, value in reversed(
-        (("model", name), ("method", config.cam.method), ("attack", config.attack.name),
-         ("source", config.source_column(name)))
-    ):  # fmt: skip
-        table.insert(0, column, value)
-    extras = [c.name for c in config.comparisons[1:]]
-    located = [c for c in results.FAITHFULNESS_COLUMNS + results.LOCALISATION_COLUMNS if c in table]
-    return table[results.PER_IMAGE_COLUMNS + extras + located]
 
 
 class _Kept:

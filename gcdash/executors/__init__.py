@@ -3,7 +3,7 @@ cluster (``ray``, :func:`gcdash.executors.ray.ray_sweep`).
 
 The Ray executor shards each model's images into batches and maps them with Ray Data (``map_batches`` over an actor
 pool, in batch order) onto actors each holding its own copy of the models on its own device; Ray restarts a dead
-actor and retries its batch. A worker runs exactly the local path (:func:`gcdash.sweep.model_table` on
+actor and retries its batch. A worker runs exactly the local path (:func:`gcdash.tables.model_table` on
 its batch), reading cells from the cache read-only and keeping what it computes in a :class:`BufferedStore`; the
 driver, the only writer, stores what each batch computed, hands its rows to the sweep's sink and reports progress.
 So the per-image results equal the local executor's, and a killed sweep resumes from every finished batch.

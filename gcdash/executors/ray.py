@@ -1,5 +1,5 @@
 """The Ray executor on Ray Data: each batch a descriptor, ``map_batches`` over an actor pool whose workers run the
-local path (:func:`gcdash.sweep.model_table`) on their batch with a :class:`~gcdash.executors.buffered.BufferedStore`
+local path (:func:`gcdash.tables.model_table`) on their batch with a :class:`~gcdash.executors.buffered.BufferedStore`
 over a read-only cache; the driver, the only writer, stores each batch's cells and hands its rows to the sweep's
 sink, in batch order. Ray restarts a dead actor and retries its batch (:data:`MAX_RETRIES`)."""
 
@@ -75,11 +75,11 @@ class CellWorker:
 
     def run(self, model: str, samples: Samples) -> tuple[pd.DataFrame, dict, dict, int]:
         """The rows of ``samples`` (one batch) for ``model``, what computing them wrote, and the passes it took."""
-        from gcdash import sweep
+        from gcdash import tables
 
         self._source()
         store = BufferedStore(self.base)
-        table, engine = sweep.model_table(
+        table, engine = tables.model_table(
             self._handle(model), store, samples, self.config, model=model, batch_size=len(samples),
             handles=self.handles, **self.options,
         )  # fmt: skip
@@ -116,7 +116,7 @@ def ray_sweep(
     the next. A worker that dies
     is Ray's to restart and retry (:data:`MAX_RETRIES`); finished batches are kept (cells in ``store``, rows in
     ``sink``), so a failed or cancelled sweep resumes from them."""
-    from gcdash.parts import in_group_order
+    from gcdash.tables import in_group_order
 
     items = _descriptors(config, len(samples), batch_size)
     total, done, frames, passes = len(samples) * len(config.models), 0, [], {}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from gcdash import plan, results, sweep
+from gcdash import plan, results, sweep, tables
 from gcdash.config import SweepConfig
 from gcdash.data import Samples
 from gcdash.engine import Gallery, ModelEngine
@@ -42,8 +42,8 @@ def page_table(
     should_stop: Callable[[], bool] | None = None,
     handles: Mapping[str, ModelHandle] | None = None,
 ) -> pd.DataFrame:
-    """The per-image table of one model under ``config`` (its first model), through ``sweep.model_table``."""
-    table, _ = sweep.model_table(
+    """The per-image table of one model under ``config`` (its first model), through ``tables.model_table``."""
+    table, _ = tables.model_table(
         handle, store, samples, config, model=config.models[0].name, batch_size=BATCH_SIZE, handles=handles,
         progress=progress, should_stop=should_stop,
     )  # fmt: skip
