@@ -47,7 +47,13 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> ModelEntry:
+    """What the registry knows about ``name``; a torchvision or timm name (``tv:resnet18``, ``timm:convnext_tiny``)
+    is registered the first time it is asked for (:mod:`gcdash.models.library`)."""
     _load_builtin()
+    from gcdash.models import library
+
+    if name not in MODELS and library.is_library_name(name):
+        library.register_named(name)
     return MODELS.get(name)
 
 

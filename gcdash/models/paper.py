@@ -289,7 +289,9 @@ def _handle(spec: PaperModel, arch: nn.Module, names: list[str], crop: bool) -> 
     net = PixelSpaceNet(no_inplace(arch), mean, std).eval()
     layers = spec.catalog(arch)
     size = spec.source.input_size()
-    return ModelHandle(spec.name, net, size, names, layers, spec.default_layer, crop=crop, family="paper")
+    default = spec.default_layer or list(layers)[-1]  # a made catalog (gcdash.models.library): its deepest layer
+    family = "paper" if spec.name in PAPER_MODELS else "library"
+    return ModelHandle(spec.name, net, size, names, layers, default, crop=crop, family=family)
 
 
 for _spec in PAPER_MODELS.values():
