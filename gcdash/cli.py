@@ -346,11 +346,23 @@ def run_sanity(args: argparse.Namespace) -> int:
 
 def list_models(args: argparse.Namespace) -> int:
     from gcdash import models
+    from gcdash.models import library
 
     for name in models.names():
         e = models.entry(name)
         print(f"{name:16s} {e.family:8s} {e.description}")
+    if args.all or args.search:
+        found = [n for n in library.available() if not args.search or args.search.lower() in n.lower()]
+        print(f"\n{len(found)} library classifiers can be named{f' matching {args.search!r}' if args.search else ''}:")
+        print("\n".join(found))
+    else:
+        print(f"\n{library.NAMING}\n(python -m gcdash models --all lists every library name; --search TEXT filters)")
     return 0
+
+
+def _models_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--all", action="store_true", help="also list every torchvision and timm classifier by name")
+    p.add_argument("--search", default="", help="only the library names that contain TEXT")
 
 
 def _columns(rows: list[tuple[str, ...]]) -> None:
@@ -441,7 +453,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         _sanity_arguments,
         run_sanity,
     ),
-    "models": ("list the registered models", lambda p: None, list_models),
+    "models": (
+        "list the models, and how to name any torchvision, timm or own-code model",
+        _models_arguments,
+        list_models,
+    ),
     "methods": ("list the CAM methods, their parameters and cost", lambda p: None, list_methods),
     "attacks": ("list the attacks, their parameters and cost", lambda p: None, list_attacks),
     "train-demo": ("retrain the shipped demo models (fixed seeds)", _train_demo_arguments, _train_demo),
@@ -456,6 +472,18 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         verify_command,
     ),
 }
+
+
+def _trust_own_models(args: argparse.Namespace) -> None:
+    """The ``py:`` models on the command line are the operator's: trusted to run (see gcdash.models.own)."""
+    from gcdash.models import own
+
+    params = getattr(args, "attack_param", None) or []
+    named = [*str(getattr(args, "models", "") or "").split(","), *(p.partition("=")[2] for p in params)]
+    for item in named:
+        name = item.strip()
+        if own.is_own_name(name):
+            own.trust(name)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -476,6 +504,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        _trust_own_models(args)
         return COMMANDS[args.command][2](args)
     except GcdashError as err:
         print(f"gcdash: error: {err}", file=sys.stderr)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gcdash.errors import GcdashError
+from gcdash.models.grids import feature_map
 from gcdash.models.handle import eval_mode
 
 Targets = torch.Tensor | Sequence[int] | None
@@ -46,8 +47,10 @@ def _recorder(name: str, store: dict[str, torch.Tensor]):
     def hook(module: nn.Module, inputs: tuple, output: object) -> None:
         if name in store:
             raise GcdashError(f"layer {name!r} runs more than once per forward pass; choose a block that runs once")
-        if not isinstance(output, torch.Tensor) or output.ndim != 4:
-            raise GcdashError(f"layer {name!r} does not output a 4-D feature map; choose a convolutional block")
+        if not isinstance(output, torch.Tensor) or output.ndim not in (3, 4):
+            raise GcdashError(
+                f"layer {name!r} does not output a feature map (N, C, h, w) or tokens (N, tokens, C); choose a block"
+            )
         store[name] = output
 
     return hook
@@ -61,7 +64,8 @@ def tap(
     gradients: bool = True,
 ) -> Tap:
     """Run ``net`` on ``x`` once, recording ``modules``' outputs and, if ``gradients``, ``∂S_c/∂A`` for each,
-    where ``S_c`` is the pre-softmax score of the target class ``c`` of each input."""
+    where ``S_c`` is the pre-softmax score of the target class ``c`` of each input. Token and channels-last outputs
+    are given as (N, C, h, w) feature maps (:func:`gcdash.models.grids.feature_map`), their gradients alike."""
     recorded: dict[str, torch.Tensor] = {}
     handles = [module.register_forward_hook(_recorder(name, recorded)) for name, module in modules.items()]
     try:
@@ -76,13 +80,30 @@ def tap(
     finally:
         for handle in handles:
             handle.remove()
-    names = list(modules)
+    names, size = list(modules), (x.shape[-2], x.shape[-1])
+    activations = {name: feature_map(name, recorded[name].detach(), net, size) for name in names}
+    if grads is not None:
+        grads = [feature_map(name, g, net, size) for name, g in zip(names, grads)]
+        _refuse_unreached(names, [activations[n] for n in names], grads)
     return Tap(
         logits=logits.detach(),
         targets=chosen.detach(),
-        activations={name: recorded[name].detach() for name in names},
+        activations=activations,
         gradients=None if grads is None else dict(zip(names, grads)),
     )
+
+
+def _refuse_unreached(names: Sequence[str], acts: Sequence[torch.Tensor], grads: Sequence[torch.Tensor]) -> None:
+    """A live layer (some activation non-zero) whose gradient is zero at every position of every input would give
+    blank maps: refused, named (a ViT's last block, whose patch tokens reach the head only through the class token;
+    an output that does not reach the class score). A dead layer (all activations zero) is not refused here: its
+    maps are all-zero and the rows say so."""
+    for name, act, grad in zip(names, acts, grads):
+        if grad.numel() and not bool(grad.any()) and bool(act.any()):
+            raise GcdashError(
+                f"layer {name!r} gets no gradient from the class score (zero at every position), so its map would be "
+                "blank; choose an earlier layer (for a ViT's last block, its first norm: '<block>.norm1')"
+            )
 
 
 def _gradients(logits: torch.Tensor, targets: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -48,13 +48,28 @@ def names() -> list[str]:
 
 def entry(name: str) -> ModelEntry:
     """What the registry knows about ``name``; a torchvision or timm name (``tv:resnet18``, ``timm:convnext_tiny``)
-    is registered the first time it is asked for (:mod:`gcdash.models.library`)."""
+        is registered the first time it is asked for (:mod:`gcdash.models.library`); an own-code name (``py:…``) only
+        where the operator trusted it (:mod:`gcdash.models.own`); a RobustBench name (``robustbench:…``) as a library
+    name (:mod:`gcdash.models.robust`)."""
     _load_builtin()
-    from gcdash.models import library
-
-    if name not in MODELS and library.is_library_name(name):
-        library.register_named(name)
+    if name not in MODELS:
+        _register_named(name)
     return MODELS.get(name)
+
+
+def _register_named(name: str) -> None:
+    """Register a name that carries its own recipe (a library, RobustBench or own-code prefix)."""
+    from gcdash.models import library, own, robust
+
+    makers = (
+        (library.is_library_name, library.register_named),
+        (robust.is_robustbench_name, robust.register_named),
+        (own.is_own_name, own.register_trusted),
+    )
+    for owns, make in makers:
+        if owns(name):
+            make(name)
+            return
 
 
 def load(name: str, weights: Weights = "default", device: str | torch.device | None = None, **kwargs) -> ModelHandle:

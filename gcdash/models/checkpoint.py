@@ -4,8 +4,10 @@ A checkpoint is a ``.safetensors`` file or a ``torch.save`` file read with ``tor
 tensors and plain containers only, so a file that tries to run code while unpickling (a ``__reduce__`` payload)
 is refused before anything runs. Common wrappers (``{"state_dict": ...}``, ``{"model": ...}``) and prefixes
 (``module.`` from DataParallel, ``_orig_mod.`` from ``torch.compile``, ``backbone.`` from :class:`PixelSpaceNet`)
-are unwrapped. Class names come from the checkpoint itself (written by :func:`save_checkpoint`), a ``.txt``
-(one per line) or ``.json`` (list, or ``{index: name}``) file, or an image folder's sub-folder names.
+are unwrapped, and so is the Madry lab's ``robustness`` layout (its robust ImageNet ResNets load as checkpoints of
+the torchvision architecture: ``--models tv:resnet50 --weights imagenet_linf_4.pt``). Class names come from the
+checkpoint itself (written by :func:`save_checkpoint`), a ``.txt`` (one per line) or ``.json`` (list, or
+``{index: name}``) file, or an image folder's sub-folder names.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from gcdash.errors import GcdashError
-from gcdash.models.handle import ModelHandle, PixelSpaceNet
+from gcdash.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle, PixelSpaceNet
 
 StateDict = dict[str, torch.Tensor]
 ClassNames = Sequence[str] | str | Path | None
@@ -153,8 +155,40 @@ def _unwrap(obj: object, label: str) -> Checkpoint:
     return Checkpoint(strip_prefixes(state), names, arch)
 
 
+ROBUSTNESS_PARTS = ("model.", "attacker.", "normalizer.")  # the Madry lab's AttackerModel, in its checkpoints
+
+
+def robustness_layout(state: StateDict) -> StateDict:
+    """A checkpoint of the Madry lab's ``robustness`` library (``{"model": AttackerModel state}``: ``[module.]model.*``
+    the classifier, ``[module.]attacker.model.*`` a copy of it, ``[module.]normalizer.new_mean/new_std``) → the
+    classifier's own state dict. Its normaliser must be ImageNet's, the one the torchvision architecture's handle
+    applies; another is refused rather than explained under the wrong preprocessing."""
+    lead = "module." if all(k.startswith("module.") for k in state) else ""
+    parts = {k[len(lead) :].split(".", 1)[0] + "." for k in state}
+    if not {"attacker.", "model."} <= parts or not parts <= set(ROBUSTNESS_PARTS):
+        return state
+    mean = state.get(f"{lead}normalizer.new_mean")
+    std = state.get(f"{lead}normalizer.new_std")
+    if (
+        mean is not None
+        and std is not None
+        and not (
+            torch.allclose(mean.flatten().float(), torch.tensor(IMAGENET_MEAN), atol=1e-3)
+            and torch.allclose(std.flatten().float(), torch.tensor(IMAGENET_STD), atol=1e-3)
+        )
+    ):
+        raise GcdashError(
+            f"robustness checkpoint normalises with mean {mean.flatten().tolist()} and std {std.flatten().tolist()}, "
+            "not ImageNet's; gcdash would explain it under the wrong preprocessing"
+        )
+    inner = f"{lead}model."
+    return {k[len(inner) :]: v for k, v in state.items() if k.startswith(inner)}
+
+
 def strip_prefixes(state: StateDict) -> StateDict:
-    """Drop PixelSpaceNet's normalisation buffers and any prefix of :data:`PREFIXES` shared by every key."""
+    """Drop PixelSpaceNet's normalisation buffers and any prefix of :data:`PREFIXES` shared by every key (after
+    unpacking a ``robustness`` library checkpoint, :func:`robustness_layout`)."""
+    state = robustness_layout(state)
     if any(k.startswith("backbone.") for k in state):
         state = {k: v for k, v in state.items() if k not in NORM_BUFFERS}
     stripped = True

@@ -139,7 +139,9 @@ class ModelHandle:
         return torch.from_numpy(np.stack(arrays) >= 128)
 
     def resolve_layers(self, layers: str | Sequence[str] | None) -> list[str]:
-        """``None``/"default" → the default layer; "all" → the catalog; names → checked, in catalog order."""
+        """``None``/"default" → the default layer; "all" → the catalog; names → checked, in catalog order. A name
+        not in the catalog may be any module of the network by its dotted name (``stages.2.blocks.1``): it joins the
+        catalog where the forward pass reaches it."""
         from gcdash.errors import GcdashError
 
         if layers is None or layers == "default":
@@ -147,10 +149,40 @@ class ModelHandle:
         if layers == "all":
             return list(self.layers)
         names = [layers] if isinstance(layers, str) else list(layers)
-        unknown = [n for n in names if n not in self.layers]
+        modules = dict(self.backbone.named_modules())
+        unknown = [n for n in names if n not in self.layers and (not n or n not in modules)]
         if unknown:
             raise GcdashError(
-                f"unknown layer {unknown[0]!r} for model {self.name}; choose from: {', '.join(self.layers)}"
+                f"unknown layer {unknown[0]!r} for model {self.name}; choose from: {', '.join(self.layers)} "
+                "(or any module by its dotted name)"
             )
+        added = {n: modules[n] for n in names if n not in self.layers}
+        if added:
+            self.layers = forward_order({**self.layers, **added}, self.net, self.input_size)
         order = {n: i for i, n in enumerate(self.layers)}
         return sorted(dict.fromkeys(names), key=order.__getitem__)
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The network inside the pixel-space wrapper, whose module names the libraries and checkpoints use."""
+        return getattr(self.net, "backbone", self.net)
+
+
+def forward_order(layers: dict[str, nn.Module], net: nn.Module, size: tuple[int, int]) -> dict[str, nn.Module]:
+    """``layers`` sorted by when one forward pass of a blank image finishes each (a module that never runs last)."""
+    finished: dict[str, int] = {}
+
+    def done(name: str):
+        def hook(*_: object) -> None:  # returns None: a hook's return value would replace the output
+            finished.setdefault(name, len(finished))
+
+        return hook
+
+    hooks = [module.register_forward_hook(done(name)) for name, module in layers.items()]
+    try:
+        with torch.no_grad(), eval_mode(net):
+            net(torch.zeros(1, 3, *size, device=next(net.parameters()).device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return dict(sorted(layers.items(), key=lambda item: finished.get(item[0], len(layers))))

@@ -31,6 +31,18 @@ _router_ran = False  # has the router's router run in this process? (until it ha
 
 def configure() -> None:
     st.set_page_config(page_title="gcdash", page_icon=":material/blur_on:", layout="wide")
+    try:
+        operator_models()
+    except GcdashError as err:
+        st.error(f"Models file: {err}", icon=":material/error:")
+
+
+@st.cache_resource(show_spinner=False)
+def operator_models() -> tuple[str, ...]:
+    """The models the operator's models file names (own code included), registered once per server process."""
+    from gcdash.models import own
+
+    return tuple(own.read_models_file())
 
 
 PAGES = [  # (file, title, icon), in menu order; the first is the default

@@ -150,7 +150,7 @@ def _data_section() -> DataConfig:
 # -- models, method, layers ---------------------------------------------------------------------------------
 def _models_section() -> list[str]:
     st.header("Models")
-    names = models.names()
+    names = _model_options()
     keep_valid("models", names, [])
     chosen = bound(
         st.multiselect,
@@ -159,8 +159,10 @@ def _models_section() -> list[str]:
         names,
         format_func=_model_label,
         label_visibility="collapsed",
-        help="demo-*: small CNNs trained on the demo shapes (fast); the others are the paper's ImageNet "
-        "architectures and need their fine-tuned weights",
+        placeholder="Choose or type: demo-resnet, tv:resnet18, timm:convnext_tiny…",
+        help="demo-*: small CNNs trained on the demo shapes (fast); the paper's ImageNet architectures; tv:… and "
+        "timm:…: any torchvision or timm classifier (its pretrained weights where cached, or a checkpoint, or "
+        "random); own-code models (py:…) are those the server's models file names",
     )
     if not chosen:
         st.warning("Pick at least one model.")
@@ -201,9 +203,22 @@ def _model_spec(name: str, crop: bool) -> ModelSpec:
     return ModelSpec(name, path.strip() or "default", tuple(options))
 
 
+def _model_options() -> list[str]:
+    """The registered models, then every torchvision and timm classifier by name (registered when chosen)."""
+    registered = models.names()
+    return [*registered, *(n for n in _library_names() if n not in registered)]
+
+
+@st.cache_data(show_spinner=False)
+def _library_names() -> list[str]:
+    from gcdash.models import library
+
+    return library.available()
+
+
 def _model_label(name: str) -> str:
-    family = models.entry(name).family
-    return f"{name} ({family})" if family else name
+    family = models.MODELS.get(name).family if name in models.MODELS else ""
+    return f"{name} ({family})" if family and family != "library" else name
 
 
 PARAM_WIDGETS: dict[type, Callable[..., Any]] = {

@@ -130,6 +130,7 @@ SMALL = {"models": ["tiny-cnn"], "classes": ["circle", "square", "triangle", "st
         ({"n": "999999999"}, "n=999999999 is above the largest allowed; using 5000"),
         ({"method": "nope"}, "method='nope' is not among the choices; using 'gradcam'"),
         ({"models": ["tiny-cnn", "nope"]}, "models: 'nope' not among the choices; left out"),
+        ({"models": ["tiny-cnn", "py:/tmp/x.py:build"]}, "models: 'py:/tmp/x.py:build' not among the choices; left"),
     ],
 )
 def test_bad_link_values_are_said_on_the_first_view(query, said):
@@ -151,3 +152,21 @@ def test_a_value_in_range_or_picked_later_is_not_a_link_problem():
     at.query_params = {**SMALL, "method": "gradcampp"}
     at.run()
     assert not [w.value for w in at.sidebar.warning if "link parameter" in w.value]
+
+
+def test_a_link_may_name_a_library_model_and_the_operators_models_file_adds_own_code(tmp_path, monkeypatch):
+    builder = tmp_path / "mine.py"
+    builder.write_text("from torch import nn\ndef build():\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(),"
+                       " nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))\n")  # fmt: skip
+    (tmp_path / "models.txt").write_text(f"py:{builder}:build\n")
+    monkeypatch.setenv("GCDASH_MODELS_FILE", str(tmp_path / "models.txt"))
+    page.operator_models.clear()
+    try:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.query_params = {**SMALL, "models": ["tiny-cnn", "tv:resnet18", f"py:{builder}:build"]}
+        at.run()
+        picker = at.multiselect(key="w.models")
+        assert picker.value == ["tiny-cnn", "tv:resnet18", f"py:{builder}:build"], sidebar_warnings(at)
+        assert "timm:convnext_tiny" in picker.options and not sidebar_warnings(at)
+    finally:
+        page.operator_models.clear()
