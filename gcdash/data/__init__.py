@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gcdash.data import imagenet
 from gcdash.errors import GcdashError
 from gcdash.registry import Registry
 
@@ -162,27 +163,41 @@ def write_skip_list(samples: Samples, path: Path) -> Path | None:
 
 
 def align_labels(samples: Samples, class_names: Sequence[str], model: str = "the model") -> tuple[Samples, str | None]:
-    """``samples`` with labels re-indexed into ``class_names`` by name (a folder's label is its folder's name), and
-    a line for people when some of the data's classes are not the model's: their images count as unlabelled (no
-    accuracy; the flip rate still shows). Data without class names keeps its labels."""
+    """``samples`` with labels re-indexed into ``class_names`` by name (a folder's label is its folder's name; a
+    WordNet id such as ``n01440764`` names its ImageNet class when the model's classes are ImageNet's 1000, see
+    :mod:`gcdash.data.imagenet`), and a line for people when some of the data's classes are not the model's: their
+    images count as unlabelled (no accuracy; the flip rate still shows). Data without class names keeps its labels."""
     own = list(samples.class_names)
     if not own or own == list(class_names):
         return samples, None
-    index = {name: i for i, name in enumerate(class_names)}
+    index = label_index(own, class_names)
     mapping = np.array([index.get(name, -1) for name in own] + [-1], dtype=np.int64)
     known = (samples.labels >= 0) & (samples.labels < len(own))
     labels = np.where(known, mapping[np.where(known, samples.labels, len(own))], -1)
     used = sorted({own[i] for i in samples.labels[known]})
     missing = [name for name in used if name not in index]
     aligned = replace(samples, labels=labels, class_names=list(class_names))
-    if not missing:
-        return aligned, None
+    return aligned, (missing_note(missing, len(used), model) if missing else None)
+
+
+def label_index(own: Sequence[str], class_names: Sequence[str]) -> dict[str, int]:
+    """Data class name → model class index: by name, and by WordNet id where the data has wnids and the model's
+    classes are ImageNet's (a model class named like a wnid keeps its own index)."""
+    by_name = {name: i for i, name in enumerate(class_names)}
+    if not any(imagenet.is_wnid(name) for name in own):
+        return by_name
+    return imagenet.wnid_index(class_names) | by_name
+
+
+def missing_note(missing: Sequence[str], used: int, model: str) -> str:
+    """The line that says which of the data's ``used`` classes ``model`` lacks (the first six named)."""
     shown = ", ".join(missing[:6]) + (" …" if len(missing) > 6 else "")
-    note = (
-        f"{len(missing)} of the data's {len(used)} classes are not classes of {model} ({shown}): their images count "
-        f"as unlabelled (no accuracy for them; the flip rate still shows)"
+    wnids = any(map(imagenet.is_wnid, missing))
+    hint = "; a WordNet id maps only to one of ImageNet-1k's classes, on a model with ImageNet's 1000" if wnids else ""
+    return (
+        f"{len(missing)} of the data's {used} classes are not classes of {model} ({shown}): their images count "
+        f"as unlabelled (no accuracy for them; the flip rate still shows){hint}"
     )
-    return aligned, note
 
 
 def names() -> list[str]:
@@ -197,6 +212,7 @@ def _load_builtin() -> None:
 
 
 __all__ = [
-    "SOURCES", "Samples", "align_labels", "check_count", "check_options", "counts_text", "load", "names",
+    "SOURCES", "Samples", "align_labels", "check_count", "check_options", "counts_text", "label_index", "load",
+    "missing_note", "names",
     "register_source", "shortfall", "skip_list", "tally", "write_skip_list",
 ]  # fmt: skip
