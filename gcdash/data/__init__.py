@@ -1,4 +1,4 @@
-"""Image sources: a spec string (``demo``, ``folder:PATH``) → :class:`Samples`.
+"""Image sources: a spec string (``demo``, ``folder:PATH``, ``list:FILE.csv``) → :class:`Samples`.
 
 A source is registered under its scheme with :func:`register_source`; the part after ``:`` is its argument, its
 keyword parameters are the options it takes (an option it does not take is refused, naming the sources that do).
@@ -206,9 +206,10 @@ def names() -> list[str]:
 
 
 def _load_builtin() -> None:
-    """Import the modules that register the built-in sources (demo, folder)."""
+    """Import the modules that register the built-in sources (demo, folder, list)."""
     import gcdash.data.demo
-    import gcdash.data.folder  # noqa: F401
+    import gcdash.data.folder
+    import gcdash.data.manifest  # noqa: F401
 
 
 __all__ = [

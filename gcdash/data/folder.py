@@ -128,11 +128,16 @@ def mask_for(masks: Path, rel: Path, shape: tuple[int, ...], notes: list[tuple[s
     stem = rel.with_suffix("")
     candidates = (masks / f"{stem.as_posix()}{ext}" for ext in (".png", *IMG_EXTENSIONS))
     found = [path for path in candidates if path.is_file()]
-    name = shown(str(found[0])) if found else ""
     if not found:
         raise GcdashError(f"no mask for {shown(rel.as_posix())} under {masks} (expected {masks / stem}.png)")
-    said: list[Note] = []
-    levels = decode_image(found[0], name, FOLDER_FORMATS, notes=said, convert=mask_levels)
+    return read_mask(found[0], shape, notes)
+
+
+def read_mask(path: Path, shape: tuple[int, ...], notes: list[tuple[str, str, str]]) -> np.ndarray:
+    """The object mask in file ``path`` for an image of ``shape``: bool (H, W) (:func:`mask_levels`,
+    :func:`binarise`); a mask of another size is an error naming it; what was decided is appended to ``notes``."""
+    name, said = shown(str(path)), []
+    levels = decode_image(path, name, FOLDER_FORMATS, notes=said, convert=mask_levels)
     if levels.shape != tuple(shape[:2]):
         raise GcdashError(f"mask {name} is {levels.shape[1]}×{levels.shape[0]}, its image {shape[1]}×{shape[0]}")
     mask = binarise(levels, said)
@@ -176,28 +181,39 @@ def load_folder(
     items = keep_classes(found.items, all_classes, picked)
     if not items:
         raise GcdashError(f"no images ({', '.join(IMG_EXTENSIONS)}) found under {root}{_said(found.skipped)}")
-    chosen, chosen_skips, notes = choose(items, n, per_class, seed, max_pixels)
-    chosen.sort(key=lambda c: c[0])
-    files, labels, ids = [c[1] for c in chosen], [c[2] for c in chosen], [c[3] for c in chosen]
-    images = FolderImages([(path, rel) for path, rel, _ in files], max_pixels)
-    if not images and chosen_skips:
-        first = _line(chosen_skips[0])
-        raise GcdashError(f"no readable images under {root} ({len(chosen_skips)} skipped; first: {first})")
+    files, labels, chosen_skips, notes = pick(items, n, per_class, seed, max_pixels, f"under {root}")
     objects = None
     if masks:
         folder = check_root(masks)
         objects = [mask_for(folder, path.relative_to(root), shape, notes) for path, _, shape in files]
     skipped = [s for s in found.skipped if picked is None or s[0].partition("/")[0] in picked or "/" not in s[0]]
-    skipped += chosen_skips
-    meta = {
-        "source": "folder", "root": shown(str(root)), "seed": seed,
-        "skipped": [_line(s) for s in skipped], "skip_counts": skip_counts(skipped),
-        "notes": [_line(s) for s in notes], "note_counts": tally(kind for _, kind, _ in notes),
-    }  # fmt: skip
-    return Samples(images, np.asarray(labels, np.int64), ids, all_classes, masks=objects, meta=meta)
+    meta = source_meta("folder", shown(str(root)), seed, skipped + chosen_skips, notes)
+    images = FolderImages([(path, rel) for path, rel, _ in files], max_pixels)
+    return Samples(images, np.asarray(labels, np.int64), [rel for _, rel, _ in files], all_classes, objects, meta)
 
 
 Entry = tuple[str, str, str]  # (file, kind, why): a skipped file or a note
+File = tuple[Path, str, tuple[int, ...]]  # (path, id, decoded shape): a chosen file
+
+
+def pick(items: list[Item], n: int | None, per_class: int | None, seed: int, max_pixels: int, where: str) -> tuple:
+    """:func:`choose`, in the items' order: (files, labels, skipped, notes); nothing readable among the visited
+    files is an error (``where`` says where they were looked for)."""
+    chosen, skipped, notes = choose(items, n, per_class, seed, max_pixels)
+    chosen.sort(key=lambda c: c[0])
+    if not chosen and skipped:
+        raise GcdashError(f"no readable images {where} ({len(skipped)} skipped; first: {_line(skipped[0])})")
+    files: list[File] = [c[1] for c in chosen]
+    return files, [c[2] for c in chosen], skipped, notes
+
+
+def source_meta(source: str, root: str, seed: int, skipped: list[Entry], notes: list[Entry]) -> dict:
+    """``Samples.meta`` of a file source: every file skipped and every note, one line each, and their counts."""
+    return {
+        "source": source, "root": root, "seed": seed,
+        "skipped": [_line(s) for s in skipped], "skip_counts": skip_counts(skipped),
+        "notes": [_line(s) for s in notes], "note_counts": tally(kind for _, kind, _ in notes),
+    }  # fmt: skip
 
 
 def choose(items: list[Item], n: int | None, per_class: int | None, seed: int, max_pixels: int) -> tuple:
@@ -231,4 +247,7 @@ def _said(skipped: list[Entry]) -> str:
 
 register_source("folder", load_folder)
 
-__all__ = ["FOLDER_FORMATS", "IMG_EXTENSIONS", "FolderImages", "class_folders", "load_folder", "mask_for"]
+__all__ = [
+    "FOLDER_FORMATS", "IMG_EXTENSIONS", "FolderImages", "class_folders", "load_folder", "mask_for", "pick", "read_mask",
+    "source_meta",
+]  # fmt: skip
