@@ -24,7 +24,7 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="checkpoint PATH (or 'random') for the model(s), or name=PATH,name2=PATH")
     p.add_argument("--class-names", help="class names of a checkpoint: .txt (one per line), .json, or image folder")
     p.add_argument("--no-crop", action="store_true", help="resize without centre crop (pre-aligned face crops)")
-    p.add_argument("--data", default="demo", help="image source: demo | folder:PATH (default: demo)")
+    p.add_argument("--data", default="demo", help="image source: demo | folder:PATH | list:FILE.csv (default: demo)")
     p.add_argument("--n", type=int, default=200, help="number of images (default: 200)")
     p.add_argument("--seed", type=int, default=0, help="seed of the image subset (default: 0)")
     p.add_argument("--classes", help="comma-separated class names to keep")

@@ -209,7 +209,7 @@ def _load_builtin() -> None:
     """Import the modules that register the built-in sources (demo, folder, list)."""
     import gcdash.data.demo
     import gcdash.data.folder
-    import gcdash.data.manifest  # noqa: F401
+    import gcdash.data.listing  # noqa: F401
 
 
 __all__ = [

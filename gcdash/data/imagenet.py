@@ -15,9 +15,9 @@ written once from timm's bundled copy, in the order every torchvision and timm I
 A model's classes are ImageNet's (:func:`is_imagenet`) when it has exactly 1000 and at least :data:`SAME_AT_LEAST`
 of them, position by position and ignoring case, are that class's short name (timm's naming), its full synonym
 list or its wnid: torchvision's ``categories`` differ from timm's short names at two positions (``crane bird``,
-``maillot tank suit``), so either naming passes while a list in another order or of other classes does not. A
-1000-class model without names (``class 0`` … ``class 999``: random weights, a checkpoint that carries none, as
-the Madry lab's robust ResNets) counts too: a 1000-way head is ImageNet's in its standard order by convention.
+``maillot tank suit``), so either naming passes while a list in another order or of other classes does not.
+Unnamed classes (``class 0`` … ``class 999``) do not count; an ImageNet architecture with random weights or a
+checkpoint that carries no names gets the library's ImageNet names (:mod:`gcdash.models.paper`), so it counts.
 """
 
 from __future__ import annotations
@@ -54,8 +54,6 @@ def is_imagenet(class_names: Sequence[str]) -> bool:
     """Whether ``class_names`` are ImageNet-1k's in the standard order (the rule in the module docstring)."""
     if len(class_names) != CLASSES:
         return False
-    if list(class_names) == [f"class {i}" for i in range(CLASSES)]:
-        return True
     same = sum(str(name).strip().lower() in _names_at(i) for i, name in enumerate(class_names))
     return same >= SAME_AT_LEAST
 

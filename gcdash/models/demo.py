@@ -2,10 +2,11 @@
 
 ``demo-vgg``, ``demo-resnet``, ``demo-inception``, ``demo-xception`` (architectures in :mod:`gcdash.models.demo_nets`)
 stand in for the paper's VGG16, ResNet, InceptionV3 and Xception so the whole dashboard runs offline on a CPU
-(``demo-all``). ``demo-resnet-robust`` is ``demo-resnet`` fine-tuned on the same images in the same order, adversarially
-(PGD at 8/255, see :class:`AdversarialTraining`): the one difference is the adversarial fine-tuning, so standard
-vs robust tests the paper's "shifts less = more robust" reading causally
-(family ``demo-robust``, kept out of ``demo-all``).
+(``demo-all``); ``demo-vit``, a tiny vision transformer beside them (also in ``demo-all``), asks whether a
+transformer's explanation moves more or less than a CNN's under the same attack. ``demo-resnet-robust`` is
+``demo-resnet`` fine-tuned on the same images in the same order, adversarially (PGD at 8/255, see
+:class:`AdversarialTraining`): the one difference is the adversarial fine-tuning, so standard vs robust tests the
+paper's "shifts less = more robust" reading causally (family ``demo-robust``, kept out of ``demo-all``).
 ``weights``: ``"default"`` the shipped file, ``None`` a seeded random init, or a path to a safetensors file or a
 ``torch.save``'d state dict (read with ``weights_only=True``). Retrain the shipped files with
 ``python -m gcdash train-demo``.
@@ -24,7 +25,7 @@ from gcdash.data.demo import CLASS_NAMES, IMAGE_SIZE
 from gcdash.errors import GcdashError
 from gcdash.models import ModelHandle, PixelSpaceNet, Weights, register
 from gcdash.models.checkpoint import Checkpoint, load_into, read_checkpoint
-from gcdash.models.demo_nets import DemoNet, demo_inception, demo_resnet, demo_vgg, demo_xception
+from gcdash.models.demo_nets import DemoNet, DemoViT, demo_inception, demo_resnet, demo_vgg, demo_vit, demo_xception
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MEAN = (0.5, 0.5, 0.5)  # the demo images' channel means and stds are about 0.50 and 0.24
@@ -51,13 +52,14 @@ class AdversarialTraining:
 
 @dataclass(frozen=True)
 class DemoArch:
-    """A demo model's architecture factory (``num_classes → DemoNet``), its one-line description, its family, and
-    the adversarial training it gets (None: plain supervised training)."""
+    """A demo model's architecture factory (``num_classes → DemoNet``), its one-line description, its family, the
+    adversarial training it gets (None: plain supervised training) and its share of training steps."""
 
-    make: Callable[[int], DemoNet]
+    make: Callable[[int], DemoNet | DemoViT]
     description: str
     family: str = "demo"
     adversarial: AdversarialTraining | None = None
+    steps_scale: int = 1  # trained for this many times train-demo's --steps (a ViT learns the shapes more slowly)
 
 
 ARCHITECTURES: dict[str, DemoArch] = {
@@ -65,6 +67,7 @@ ARCHITECTURES: dict[str, DemoArch] = {
     "demo-resnet": DemoArch(demo_resnet, "residual net, 3 stages × 2 basic blocks (stands in for ResNet50/101)"),
     "demo-inception": DemoArch(demo_inception, "wide multi-branch, 5 inception blocks (stands in for InceptionV3)"),
     "demo-xception": DemoArch(demo_xception, "depthwise-separable convs with residuals (stands in for Xception)"),
+    "demo-vit": DemoArch(demo_vit, "hybrid vision transformer: conv stem, 8×8 tokens, 6 blocks", steps_scale=3),
     "demo-resnet-robust": DemoArch(
         demo_resnet, "demo-resnet adversarially trained (PGD 8/255)", "demo-robust", AdversarialTraining()
     ),
@@ -106,7 +109,7 @@ def build(
     if weights is not None:
         checkpoint = shipped_checkpoint(name) if weights == "default" else read_checkpoint(weights)
         load_into(net.backbone, checkpoint.state_dict, label=f"{name} weights {weights}")
-    backbone: DemoNet = net.backbone  # type: ignore[assignment]
+    backbone: DemoNet | DemoViT = net.backbone  # type: ignore[assignment]
     layers = backbone.catalog()
     return ModelHandle(
         name=name,

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import partial
 
 import torch
+from timm.layers import HybridEmbed
+from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 
@@ -165,3 +168,38 @@ def demo_xception(num_classes: int) -> DemoNet:
         ("exit", XceptionBlock(128, 192, last=True)),
     ]
     return DemoNet(blocks, 192, num_classes)
+
+
+# ----------------------------------------------------------------------------------------------------------- ViT
+class DemoViT(VisionTransformer):
+    """A tiny hybrid ViT (Dosovitskiy et al., ICLR 2021, §3.1 "hybrid architecture"), timm's own class: a small
+    convolutional stem (three stride-2 stages; early convolutions help a ViT train on little data, Xiao et al.,
+    NeurIPS 2021) makes an 8×8 grid of tokens from the 64² image, then a class token and six transformer blocks of
+    width 96. Catalogued as any timm ViT is (:func:`gcdash.models.library.catalog`): each block's tokens on the
+    grid, the last block by its first norm (only the class token reaches the head from the last block's output)."""
+
+    def catalog(self) -> dict[str, nn.Module]:
+        from gcdash.models.library import catalog
+
+        return catalog(self, size=(self.patch_embed.img_size[0], self.patch_embed.img_size[1]))
+
+
+def vit_stem(widths: Sequence[int] = (32, 64, 96)) -> nn.Sequential:
+    """Three stages of two 3×3 conv-BN-ReLU, the first of each at stride 2: 64² → 8²."""
+    stages, cin = [], 3
+    for width in widths:
+        stages += [nn.Sequential(
+            nn.Conv2d(cin, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            conv_bn_relu(width, width),
+        )]  # fmt: skip
+        cin = width
+    return nn.Sequential(*stages)
+
+
+def demo_vit(num_classes: int) -> DemoViT:
+    """The hybrid ViT on the demo shapes: conv stem to 8×8 tokens, width 96, depth 6, 3 heads, MLP ratio 2."""
+    embed = partial(HybridEmbed, backbone=vit_stem())
+    return DemoViT(
+        img_size=64, patch_size=1, embed_dim=96, depth=6, num_heads=3, mlp_ratio=2.0, num_classes=num_classes,
+        embed_layer=embed, global_pool="avg", class_token=False,
+    )  # fmt: skip

@@ -250,7 +250,7 @@ def _random(spec: PaperModel, weights: None, num_classes: int | None, class_name
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         arch = spec.source.architecture(n)
-    return arch, resolve_class_names(class_names, n)
+    return arch, resolve_class_names(class_names, n, _imagenet_names(spec, n))
 
 
 def _imagenet(spec: PaperModel, weights: str, num_classes: int | None, class_names: ClassNames, seed: int):
@@ -270,7 +270,13 @@ def _from_checkpoint(spec: PaperModel, weights: Weights, num_classes: int | None
     arch = skeleton(spec.source, n)
     saved_for = f" (saved for {ckpt.arch})" if ckpt.arch and ckpt.arch != spec.name else ""
     load_into(arch, ckpt.state_dict, spec.ignore, label=f"checkpoint {weights}{saved_for}")
-    return arch, resolve_class_names(class_names, n, ckpt.class_names)
+    return arch, resolve_class_names(class_names, n, ckpt.class_names or _imagenet_names(spec, n))
+
+
+def _imagenet_names(spec: PaperModel, n: int) -> list[str] | None:
+    """An ImageNet architecture's 1000-way head without names of its own (random weights, a checkpoint that carries
+    none, as the Madry lab's robust ResNets) is read in ImageNet's standard order: the library's class names."""
+    return spec.source.imagenet_classes() if n == IMAGENET_CLASSES else None
 
 
 _WEIGHT_LOADERS = {None: _random, "default": _imagenet, "imagenet": _imagenet}

@@ -38,6 +38,7 @@ SELECTION = "gcdash.selection"
 UPLOADS = "gcdash.uploads"
 EXTRA_EPS = ["32/255"]
 MAX_IMAGES, MAX_SEED = 5000, 10**6
+NAMED_CLASSES = ("paper", "library", "own")  # families whose checkpoints may need class names
 LAYER_MODES = {"default": "default (deepest)", "all": "every layer", "custom": "pick per model"}
 
 
@@ -103,6 +104,16 @@ def _folder() -> DataConfig:
     return DataConfig(f"folder:{path}", n, seed, options)
 
 
+def _listing() -> DataConfig:
+    n, seed = _count()
+    path = bound(
+        st.text_input, "List file", "listing", placeholder="/path/to/images.csv",
+        help="a CSV with columns path, label (a class name, an index or a WordNet id) and optionally mask; paths "
+        "relative to the file's folder",
+    )  # fmt: skip
+    return DataConfig(f"list:{path}", n, seed)
+
+
 def _upload() -> DataConfig:
     files = st.file_uploader(
         "Images", type=["png", "jpg", "jpeg", "webp"], accept_multiple_files=True, key="upload_files"
@@ -126,6 +137,7 @@ def _decode_uploads(digest: str, _blobs: list[tuple[str, bytes]]) -> tuple:
 SOURCES: dict[str, tuple[str, Callable[[], DataConfig]]] = {
     "demo": ("built-in demo shapes", _demo),
     "folder": ("image folder (class sub-folders)", _folder),
+    "list": ("list of files (CSV)", _listing),
     "upload": ("upload images", _upload),
 }
 
@@ -134,6 +146,7 @@ def _available_sources() -> list[str]:
     present = {
         "demo": "demo" in data.names(),
         "folder": "folder" in data.names(),
+        "list": "list" in data.names(),
         "upload": importlib.util.find_spec("gcdash.data.uploads") is not None,
     }
     return [name for name in SOURCES if present[name]]
@@ -188,7 +201,7 @@ def _model_spec(name: str, crop: bool) -> ModelSpec:
         "weights (a sanity check)",
     )
     options: list[tuple[str, Any]] = [] if crop else [("crop", False)]
-    if models.entry(name).family == "paper":
+    if models.entry(name).family in NAMED_CLASSES:
         names_key = f"{NAMES_PREFIX}{name}"
         values.dynamic(names_key, "")
         names = bound(

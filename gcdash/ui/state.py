@@ -96,6 +96,7 @@ PARAMS: dict[str, Param] = {
         Param("split", "test"),
         Param("classes", []),
         Param("folder", ""),
+        Param("listing", ""),
         Param("models", list(DEFAULT_MODELS)),
         Param("crop", True),
         Param("method", "gradcam"),

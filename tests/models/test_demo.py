@@ -13,6 +13,7 @@ from gcdash import models
 from gcdash.data.demo import IMAGE_SIZE, generate
 from gcdash.errors import GcdashError
 from gcdash.models import demo
+from gcdash.models.grids import feature_map
 from gcdash.models.handle import weights_digest
 
 NAMES = list(demo.ARCHITECTURES)
@@ -25,7 +26,7 @@ def _input(n: int = 2) -> torch.Tensor:
 
 def test_registered_in_their_families():
     assert all(name in models.names() for name in NAMES)
-    assert models.expand("demo-all") == ["demo-vgg", "demo-resnet", "demo-inception", "demo-xception"]
+    assert models.expand("demo-all") == ["demo-vgg", "demo-resnet", "demo-inception", "demo-xception", "demo-vit"]
     assert models.expand("demo-robust-all") == ["demo-resnet-robust"]  # kept out of the four stand-ins
     assert demo.ARCHITECTURES["demo-resnet-robust"].make is demo.ARCHITECTURES["demo-resnet"].make
 
@@ -34,10 +35,14 @@ def test_registered_in_their_families():
 def test_catalog_blocks_run_in_catalog_order_once_each(name):
     handle = models.load(name, weights=None)
     calls: list[tuple[str, tuple[int, ...]]] = []
-    hooks = [
-        module.register_forward_hook(lambda _m, _i, out, layer=layer: calls.append((layer, tuple(out.shape))))
-        for layer, module in handle.layers.items()
-    ]
+
+    def record(layer: str):
+        def hook(_m, _i, out) -> None:  # a feature map as the engine reads it (a ViT's tokens on their grid)
+            calls.append((layer, tuple(feature_map(layer, out, handle.net, (IMAGE_SIZE, IMAGE_SIZE)).shape)))
+
+        return hook
+
+    hooks = [module.register_forward_hook(record(layer)) for layer, module in handle.layers.items()]
     try:
         handle.net(_input())
     finally:

@@ -1,6 +1,6 @@
 """Any torchvision or timm classifier by name (gcdash.models.library), built offline with random weights: the
 layer catalog made from the library (timm's feature stages, torchvision's resolution changes) in forward order
-with the deepest stage as the default, maps equal to pytorch-grad-cam's at the default layer and a shallower one,
+with the deepest stage as the default, maps equal to pytorch-grad-cam's at the default layer and two shallower ones,
 a checkpoint of the architecture, and one-line refusals."""
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ def test_the_catalog_is_made_from_the_library_shallow_to_deep_with_the_deepest_a
 
 
 @pytest.mark.parametrize("name", list(CATALOGS))
-def test_maps_equal_pytorch_grad_cam_at_the_default_layer_and_a_shallower_one(handles, name):
+def test_maps_equal_pytorch_grad_cam_at_the_default_layer_and_two_shallower_ones(handles, name):
     handle = handles[name]
     x = torch.rand(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    layers = [CATALOGS[name][1], handle.default_layer]
+    layers = [CATALOGS[name][1], CATALOGS[name][2], handle.default_layer]
     ours = cams.compute(handle, x, layers, "gradcam")
     for layer in layers:
         reference = GradCAM(handle.net, [handle.layers[layer]])(x, None)

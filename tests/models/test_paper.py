@@ -55,7 +55,7 @@ def test_handle_shape_and_catalog(handle):
     assert handle.input_size == (side, side)
     assert len(handle.layers) == count
     assert handle.default_layer == default == list(handle.layers)[-1]
-    assert handle.class_names == [f"class {i}" for i in range(CLASSES)]
+    assert handle.class_names == [f"class {i}" for i in range(CLASSES)]  # a 10-way head: not ImageNet's, unnamed
     assert handle.family == "paper" and handle.crop
     assert not any(getattr(m, "inplace", False) for m in handle.net.modules()), "in-place modules remain"
 
@@ -272,3 +272,4 @@ def test_weights_random_is_a_seeded_random_init(flush_denormals):
 
     a, b = models.load("resnet50", weights="random"), models.load("resnet50", weights=None)
     assert a.digest == b.digest  # the same seeded init as weights=None
+    assert a.class_names[:2] == ["tench", "goldfish"]  # a random ImageNet head is read in ImageNet's order
