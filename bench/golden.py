@@ -29,6 +29,7 @@ def cases(n: int) -> dict[str, list[str]]:
     zoo = ["--models", CNNS, "--n", str(n), "--layers", "all"]
     return {
         **golden.small_cases(CNNS, n),
+        "sanity": ["sanity", "--models", CNNS, "--n", str(n), "--layers", "all"],  # as "demo-all" gave when recorded
         "zoo-fgsm": ["sweep", *zoo],
         "zoo-pgd": ["sweep", *zoo, "--attack", "pgd"],
         "zoo-noise": ["sweep", *zoo, "--attack", "noise"],
