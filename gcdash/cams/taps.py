@@ -98,12 +98,19 @@ def _refuse_unreached(names: Sequence[str], acts: Sequence[torch.Tensor], grads:
     blank maps: refused, named (a ViT's last block, whose patch tokens reach the head only through the class token;
     an output that does not reach the class score). A dead layer (all activations zero) is not refused here: its
     maps are all-zero and the rows say so."""
-    for name, act, grad in zip(names, acts, grads):
-        if grad.numel() and not bool(grad.any()) and bool(act.any()):
-            raise GcdashError(
-                f"layer {name!r} gets no gradient from the class score (zero at every position), so its map would be "
-                "blank; choose an earlier layer (for a ViT's last block, its first norm: '<block>.norm1')"
-            )
+    unreached = [n for n, a, g in zip(names, acts, grads) if g.numel() and not bool(g.any()) and bool(a.any())]
+    if len(names) > 1 and len(unreached) == len(names):
+        raise GcdashError(
+            f"the class score has no gradient at any of the {len(names)} layers asked for, so every map would be "
+            "blank: the model's head does not depend on its input (random weights with a zero-initialised head, as "
+            "torchvision's ViT has?)"
+        )
+    if unreached:
+        name = unreached[0]
+        raise GcdashError(
+            f"layer {name!r} gets no gradient from the class score (zero at every position), so its map would be "
+            "blank; choose an earlier layer (for a ViT's last block, its first norm: '<block>.norm1')"
+        )
 
 
 def _gradients(logits: torch.Tensor, targets: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:

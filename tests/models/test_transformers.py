@@ -110,6 +110,15 @@ def test_the_last_block_of_a_class_token_model_is_refused_by_name_not_drawn_blan
         cams.compute(handle, x, "blocks.3", "gradcam")
 
 
+def test_a_model_whose_head_ignores_its_input_is_said_as_such_not_blamed_on_a_layer(handles, x):
+    handle = own.described(f"py:{BUILDERS}:vit")  # a fresh copy: the shared handle stays as it was
+    torch.nn.init.zeros_(handle.net.head.weight)  # torchvision's random ViT: a zero-initialised head
+    zeroed = models.load(f"py:{BUILDERS}:vit")
+    zeroed.net.backbone.head.load_state_dict(handle.net.head.state_dict())
+    with pytest.raises(GcdashError, match=r"no gradient at any of the 4 layers .* zero-initialised head"):
+        cams.compute(zeroed, x, "all", "gradcam")
+
+
 def test_a_layer_that_is_no_feature_map_is_refused_in_one_line(handles, x):
     with pytest.raises(GcdashError, match=r"'blocks.0.attn.q_norm' outputs \(3, 3, 17, 16\), which is not a feature"):
         cams.compute(handles["vit"], x, "blocks.0.attn.q_norm", "gradcam")  # (N, heads, tokens, head width)
