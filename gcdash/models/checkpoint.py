@@ -241,6 +241,26 @@ def load_into(model: nn.Module, state: StateDict, ignore: Sequence[str] = (), la
         raise GcdashError(f"{label} left {len(left)} tensors uninitialised: {', '.join(left[:SHOWN])}")
 
 
+def apply_weights(name: str, net: nn.Module, weights: str | Path | None, seed: int | None = 0) -> list[str] | None:
+    """Give a built network the weights a handle asks for: ``"default"``/``"imagenet"`` keep what it was built with,
+    ``None`` re-initialises every module's parameters (``reset_parameters``) under ``seed`` (``None``: from the
+    random state as the caller left it, e.g. after a builder that seeds itself), a path is loaded strictly. Returns
+    the checkpoint's class names, if it has any."""
+    if weights in ("default", "imagenet"):
+        return None
+    if weights is None:
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for module in net.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        return None
+    ckpt = read_checkpoint(weights)
+    load_into(net, ckpt.state_dict, label=f"checkpoint {weights} for {name}")
+    return ckpt.class_names
+
+
 def resolve_class_names(spec: ClassNames, n: int, fallback: Sequence[str] | None = None) -> list[str]:
     """Class names from a list, a ``.txt``/``.json`` file or an image folder; else ``fallback``; else
     ``class 0 … class n-1``. The count must be ``n``."""

@@ -31,8 +31,9 @@ from torch import nn
 
 from gcdash.errors import GcdashError
 from gcdash.models import MODELS, Weights, register
-from gcdash.models.checkpoint import ClassNames, load_into, read_checkpoint, resolve_class_names
+from gcdash.models.checkpoint import ClassNames, apply_weights, resolve_class_names
 from gcdash.models.handle import IMAGENET_MEAN, IMAGENET_STD, ModelHandle, PixelSpaceNet
+from gcdash.models.paper import no_inplace
 
 PREFIX = "py:"
 TRUSTED_ENV = "GCDASH_TRUSTED_MODELS"
@@ -177,8 +178,8 @@ def build(
         torch.manual_seed(seed)
         made = described(name)
         net = made.net.float()
-        saved_names = _weights(name, net, weights)
-    net = PixelSpaceNet(_no_inplace(net), made.mean, made.std).eval()
+        saved_names = apply_weights(name, net, weights, seed=None)  # after the builder, under the seed above
+    net = PixelSpaceNet(no_inplace(net), made.mean, made.std).eval()
     n = _classes(name, net, made.input_size)
     if num_classes is not None and num_classes != n:
         raise GcdashError(f"{name}: num_classes={num_classes} but the model has {n} outputs")
@@ -189,25 +190,6 @@ def build(
         raise GcdashError(f"{name}: default layer {default!r} is not among its layers: {', '.join(layers)}")
     size = (int(made.input_size[0]), int(made.input_size[1]))
     return ModelHandle(name, net, size, names, layers, default, crop=made.crop if crop is None else crop, family="own")
-
-
-def _weights(name: str, net: nn.Module, weights: Weights) -> list[str] | None:
-    if weights in ("default", "imagenet"):
-        return None
-    if weights is None:
-        for module in net.modules():
-            if hasattr(module, "reset_parameters"):
-                module.reset_parameters()
-        return None
-    ckpt = read_checkpoint(weights)
-    load_into(net, ckpt.state_dict, label=f"checkpoint {weights} for {name}")
-    return ckpt.class_names
-
-
-def _no_inplace(net: nn.Module) -> nn.Module:
-    from gcdash.models.paper import no_inplace
-
-    return no_inplace(net)
 
 
 def _classes(name: str, net: nn.Module, size: Sequence[int]) -> int:

@@ -20,12 +20,11 @@ import os
 from functools import partial
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from gcdash.errors import GcdashError
 from gcdash.models import MODELS, Weights, register
-from gcdash.models.checkpoint import ClassNames, load_into, read_checkpoint, resolve_class_names
+from gcdash.models.checkpoint import ClassNames, apply_weights, resolve_class_names
 from gcdash.models.handle import ModelHandle, PixelSpaceNet
 
 PREFIX = "robustbench:"
@@ -102,26 +101,11 @@ def build(
     if num_classes not in (None, n):
         raise GcdashError(f"{name}: a {dataset} model has {n} classes, not {num_classes}")
     net = _load_model(name).float().eval()
-    saved = _weights(name, net, weights, seed)
+    saved = apply_weights(name, net, weights, seed)
     handle_net = PixelSpaceNet(no_inplace(net), (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).eval()
     layers = catalog(net, size=size)
     names = resolve_class_names(class_names, n, saved or _dataset_classes(dataset, n))
     return ModelHandle(name, handle_net, size, names, layers, list(layers)[-1], crop=crop, family="robust")
-
-
-def _weights(name: str, net: nn.Module, weights: Weights, seed: int) -> list[str] | None:
-    if weights in ("default", "imagenet"):
-        return None
-    if weights is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            for module in net.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-        return None
-    ckpt = read_checkpoint(weights)
-    load_into(net, ckpt.state_dict, label=f"checkpoint {weights} for {name}")
-    return ckpt.class_names
 
 
 def _dataset_classes(dataset: str, n: int) -> list[str] | None:
