@@ -132,18 +132,24 @@ class SweepConfig:
     attack: AttackConfig = field(default_factory=AttackConfig)
     comparisons: tuple[CompareConfig, ...] = (NISSIM,)
     faithfulness: bool = False  # deletion / insertion areas of every map (gcdash.metrics.faithfulness)
+    precision: str = "fp32"  # of the model passes (gcdash.precision): fp32, bf16, fp16 (CUDA)
 
     def __post_init__(self) -> None:
+        from gcdash import precision
+
         names = [c.name for c in self.comparisons]
         if not names or names[0] != "nissim" or len(set(names)) != len(names):
             raise GcdashError(f"comparisons must start with nissim and name each once, got {names}")
+        precision.get(self.precision)
 
     def key(self) -> str:
-        """A stable 16-hex-digit digest of the configuration (``faithfulness`` counts only when on, so the keys
-        of sweeps made before it existed stay the same)."""
+        """A stable 16-hex-digit digest of the configuration (``faithfulness`` counts only when on and
+        ``precision`` only when not fp32, so the keys of sweeps made before they existed stay the same)."""
         fields = asdict(self)
         if not fields["faithfulness"]:
             del fields["faithfulness"]
+        if fields["precision"] == "fp32":
+            del fields["precision"]
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

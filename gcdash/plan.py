@@ -75,6 +75,7 @@ def load_handles(
     for spec in config.models:
         handle = (handles.get(spec.name) or load_handle(spec, device)).to(device)
         handle.resolve_layers(config.layers)
+        handle.at_precision(config.precision)  # a precision the device cannot run: refused before any work
         handles[spec.name] = handle
     source = config.attack.source
     if source:
@@ -123,13 +124,16 @@ class Cost:
     """Model passes per image of one model on a cold cache: the CAM method's passes for each explained input (the
     clean image and one per eps > 0; None: one per channel of each layer), the attack's own passes
     (``Attack.passes``: FGSM 1, PGD steps × eps, noise 0) and, with faithfulness, its forward passes per map
-    (Petsiuk et al. 2018) for each of ``maps`` (inputs × layers)."""
+    (Petsiuk et al. 2018) for each of ``maps`` (inputs × layers). ``shared``: 1 where the attack's gradient rides
+    on the clean CAM pass's forward (FGSM with a one-pass gradient method: a second backward pass, no pass of its
+    own, so ``attack`` is 0)."""
 
     inputs: int
     cam_per_input: int | None
     attack: int
     maps: int = 0
     faithfulness_per_map: int = 0
+    shared: int = 0
 
     @property
     def one_pass_per_input(self) -> int:
@@ -146,12 +150,14 @@ def cost(eps: tuple[float, ...], attack: AttackConfig, cam: CamConfig, n_layers:
     n_eps = sum(e > 0 for e in eps)
     method, crafted = cams.get(cam.method), attacks.get(attack.name)
     inputs = 1 + n_eps
+    shared = int(n_eps > 0 and crafted.gradient_state and not attack.source and method.shares_forward)
     return Cost(
         inputs=inputs,
         cam_per_input=method.passes(method.params(**dict(cam.params))),
-        attack=crafted.passes(n_eps, crafted.params(**dict(attack.params))),
+        attack=0 if shared else crafted.passes(n_eps, crafted.params(**dict(attack.params))),
         maps=inputs * n_layers,
         faithfulness_per_map=Faithfulness().passes if n_layers else 0,
+        shared=shared,
     )
 
 

@@ -15,8 +15,13 @@ CONFIG = SweepConfig(models=(ModelSpec("tiny-cnn"),), data=DataConfig("tiny", 6,
 
 
 def test_the_cost_counts_one_cam_pass_per_input_and_the_attacks_own():
-    fgsm = plan.cost(CONFIG.eps, AttackConfig("fgsm"), CamConfig())
-    assert (fgsm.inputs, fgsm.cam_per_input, fgsm.attack, fgsm.one_pass_per_input) == (3, 1, 1, 4)
+    fgsm = plan.cost(CONFIG.eps, AttackConfig("fgsm"), CamConfig())  # its gradient rides on the clean CAM pass
+    assert (fgsm.inputs, fgsm.cam_per_input, fgsm.attack, fgsm.shared, fgsm.one_pass_per_input) == (3, 1, 0, 1, 3)
+    transfer = plan.cost(CONFIG.eps, AttackConfig("fgsm", (("source", "other"),)), CamConfig())
+    assert (transfer.attack, transfer.shared) == (1, 0)  # crafted on another model: a pass of its own
+    score = plan.cost(CONFIG.eps, AttackConfig("fgsm"), CamConfig("scorecam"))
+    assert (score.attack, score.shared) == (1, 0)  # a method of many passes shares none
+    assert plan.cost((0.0,), AttackConfig("fgsm"), CamConfig()).shared == 0  # no attacked image: no attack
     pgd = plan.cost(CONFIG.eps, AttackConfig("pgd", (("steps", 5),)), CamConfig())
     assert pgd.attack == 10  # steps × eps > 0
     assert plan.cost(CONFIG.eps, AttackConfig("noise"), CamConfig()).attack == 0
@@ -32,7 +37,7 @@ def test_one_loader_gives_the_same_weights_by_name_or_spec():
 def test_a_plan_resolves_everything_before_the_first_pass(tiny_handle):
     made = plan.make(CONFIG, "cpu", handles={"tiny-cnn": tiny_handle})
     assert made.handles["tiny-cnn"] is tiny_handle and made.device == "cpu"
-    assert len(made.samples) == 6 and made.cost.one_pass_per_input == 4
+    assert len(made.samples) == 6 and made.cost.one_pass_per_input == 3
     with pytest.raises(GcdashError, match="not a device"):
         plan.make(CONFIG, "cpu:abc")
 

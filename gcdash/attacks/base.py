@@ -83,6 +83,9 @@ class Attack(Configurable, ABC):
     paper: ClassVar[str] = ""
     uses_model: ClassVar[bool] = True
     per_eps: ClassVar[bool] = False
+    #: whether the state is :meth:`from_gradient` of the clean image's loss gradient (FGSM): it can then ride on the
+    #: clean CAM pass's forward
+    gradient_state: ClassVar[bool] = False
     stored_dtype: ClassVar[torch.dtype] = torch.int8
     #: how a default is shown in listings where its value stands for something else (PGD's step_size 0)
     shown_defaults: ClassVar[dict[str, str]] = {}
@@ -120,6 +123,12 @@ class Attack(Configurable, ABC):
     @abstractmethod
     def apply(self, x: torch.Tensor, state: torch.Tensor, eps: float) -> torch.Tensor:
         """The adversarial batch at ``eps`` from ``x`` and its cached ``state``."""
+
+    def from_gradient(self, grad: torch.Tensor, **params: Any) -> torch.Tensor | None:
+        """The state of an attack that is a function of ``∇x Σ_i CE(f(x_i), y_i)`` at the clean image alone (FGSM's
+        sign), from that gradient: the engine then takes it from the clean CAM pass's forward (a second backward
+        pass, no forward of its own). None (the default): the attack needs passes of its own."""
+        return None
 
 
 class DirectionAttack(Attack):

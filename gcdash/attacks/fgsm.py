@@ -27,6 +27,10 @@ class Fgsm(DirectionAttack):
     name = "fgsm"
     label = "FGSM"
     paper = "Goodfellow et al., ICLR 2015"
+    gradient_state = True
 
     def state(self, net: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, eps: float | None, **params: Any):
         return fgsm_direction(net, x, y)
+
+    def from_gradient(self, grad: torch.Tensor, **params: Any) -> torch.Tensor:
+        return grad.sign()

@@ -18,7 +18,7 @@ from gcdash.cams.base import CamMethod, CamPass, LibraryCam, upsample, upsample_
 from gcdash.cams.integrated import IntegratedGradCam
 from gcdash.cams.library import LIBRARY_METHODS
 from gcdash.cams.smooth import SmoothGradCamPlusPlus
-from gcdash.cams.taps import Targets, tap
+from gcdash.cams.taps import InputLoss, Targets, tap
 from gcdash.models.handle import ModelHandle
 from gcdash.registry import Registry
 
@@ -43,14 +43,20 @@ def explain(
     layers: str | Sequence[str] | None = None,
     method: str = "gradcam",
     targets: Targets = None,
+    input_loss: InputLoss | None = None,
     **params: Any,
 ) -> CamPass:
-    """Logits and raw (layer-resolution) maps for ``layers`` of ``handle`` on ``x``, from the method's passes."""
+    """Logits and raw (layer-resolution) maps for ``layers`` of ``handle`` on ``x``, from the method's passes;
+    ``input_loss`` (methods that :attr:`~CamMethod.shares_forward` only) also gives ``∇x input_loss(logits)`` from
+    the same forward."""
     cam = get(method)
     names_ = handle.resolve_layers(layers)
     modules = {name: handle.layers[name] for name in names_}
+    shared = {} if input_loss is None else {"input_loss": input_loss}
+    if shared and not cam.shares_forward:
+        raise ValueError(f"{method} makes more than one pass per input: it cannot share its forward")
     with handle.lock:
-        return cam.raw_maps(handle.net, x.to(handle.device), modules, targets, **cam.params(**params))
+        return cam.raw_maps(handle.net, x.to(handle.device), modules, targets, **shared, **cam.params(**params))
 
 
 def compute(

@@ -20,7 +20,7 @@ from pytorch_grad_cam.utils.image import scale_cam_image
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from gcdash.cams.taps import Tap, Targets, tap
+from gcdash.cams.taps import InputLoss, Tap, Targets, tap
 from gcdash.models.handle import eval_mode
 
 
@@ -32,6 +32,7 @@ class CamPass:
     logits: torch.Tensor
     targets: torch.Tensor
     maps: dict[str, np.ndarray]
+    input_grad: torch.Tensor | None = None  # ∇x of an InputLoss taken on the same forward, when one was asked for
 
 
 class CamMethod(ABC):
@@ -53,6 +54,12 @@ class CamMethod(ABC):
         """Model passes per explained input, for cost warnings: 1 for the one-pass methods; None where it depends on
         the layers' widths (Score-CAM)."""
         return 1
+
+    @property
+    def shares_forward(self) -> bool:
+        """Whether :meth:`raw_maps` takes ``input_loss``: its first pass is one forward and one backward whose
+        forward can serve a second backward (the attack's gradient, taken on the clean image's pass)."""
+        return False
 
     def params(self, **overrides: Any) -> dict[str, Any]:
         """The full parameter set: defaults updated with ``overrides`` (unknown names are an error)."""
@@ -107,13 +114,23 @@ class LibraryCam(CamMethod):
 
     cam_class: ClassVar[type[BaseCAM]]
 
+    @property
+    def shares_forward(self) -> bool:
+        return self.uses_gradients
+
     def raw_maps(
-        self, net: nn.Module, x: torch.Tensor, modules: Mapping[str, nn.Module], targets: Targets = None, **params: Any
+        self,
+        net: nn.Module,
+        x: torch.Tensor,
+        modules: Mapping[str, nn.Module],
+        targets: Targets = None,
+        input_loss: InputLoss | None = None,
+        **params: Any,
     ) -> CamPass:
-        recorded = tap(net, x, modules, targets, gradients=self.uses_gradients)
+        recorded = tap(net, x, modules, targets, gradients=self.uses_gradients, input_loss=input_loss)
         with eval_mode(net):
             maps = self.maps_from_tap(net, x, modules, recorded)
-        return CamPass(recorded.logits.cpu(), recorded.targets.cpu(), maps)
+        return CamPass(recorded.logits.cpu(), recorded.targets.cpu(), maps, recorded.input_grad)
 
     def build_cam(self, net: nn.Module) -> BaseCAM:
         """The library object whose ``get_cam_image`` does the maths (no target layers, so no hooks)."""

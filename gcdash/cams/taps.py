@@ -8,7 +8,7 @@ shared between dashboard sessions), and each gradient is matched to its layer by
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,16 +19,21 @@ from gcdash.models.grids import feature_map
 from gcdash.models.handle import eval_mode
 
 Targets = torch.Tensor | Sequence[int] | None
+#: A second loss on the same forward: logits → a scalar whose gradient with respect to the input is wanted (the
+#: attack's, :meth:`gcdash.attacks.Attack.from_gradient`), or None when it is not wanted after all.
+InputLoss = Callable[[torch.Tensor], torch.Tensor | None]
 
 
 @dataclass
 class Tap:
-    """What one pass saw: logits (N, C), the class explained per input, and per-layer tensors (detached)."""
+    """What one pass saw: logits (N, C), the class explained per input, and per-layer tensors (detached);
+    ``input_grad`` the gradient of an :data:`InputLoss` with respect to the input, when one was asked for."""
 
     logits: torch.Tensor
     targets: torch.Tensor
     activations: dict[str, torch.Tensor]
     gradients: dict[str, torch.Tensor] | None
+    input_grad: torch.Tensor | None = None
 
 
 def as_targets(targets: Targets, logits: torch.Tensor) -> torch.Tensor:
@@ -62,21 +67,28 @@ def tap(
     modules: Mapping[str, nn.Module],
     targets: Targets = None,
     gradients: bool = True,
+    input_loss: InputLoss | None = None,
 ) -> Tap:
     """Run ``net`` on ``x`` once, recording ``modules``' outputs and, if ``gradients``, ``∂S_c/∂A`` for each,
     where ``S_c`` is the pre-softmax score of the target class ``c`` of each input. Token and channels-last outputs
-    are given as (N, C, h, w) feature maps (:func:`gcdash.models.grids.feature_map`), their gradients alike."""
+    are given as (N, C, h, w) feature maps (:func:`gcdash.models.grids.feature_map`), their gradients alike.
+    ``input_loss`` adds a second backward pass on the same forward: ``∇x input_loss(logits)`` in ``input_grad``
+    (the same numbers as a forward and backward of its own)."""
     recorded: dict[str, torch.Tensor] = {}
     handles = [module.register_forward_hook(_recorder(name, recorded)) for name, module in modules.items()]
     try:
         with eval_mode(net), torch.set_grad_enabled(gradients):
             # The input requires grad so activations join the graph even when the weights are frozen.
-            logits = net(x.detach().requires_grad_(gradients))
+            xg = x.detach().requires_grad_(gradients)
+            logits = net(xg)
             chosen = as_targets(targets, logits)
             missing = [name for name in modules if name not in recorded]
             if missing:
                 raise GcdashError(f"layer {missing[0]!r} never ran in the forward pass")
-            grads = _gradients(logits, chosen, [recorded[name] for name in modules]) if gradients else None
+            loss = input_loss(logits) if gradients and input_loss is not None else None
+            outputs = [recorded[name] for name in modules]
+            grads = _gradients(logits, chosen, outputs, retain=loss is not None) if gradients else None
+            input_grad = None if loss is None else torch.autograd.grad(loss, xg)[0].detach()
     finally:
         for handle in handles:
             handle.remove()
@@ -90,6 +102,7 @@ def tap(
         targets=chosen.detach(),
         activations=activations,
         gradients=None if grads is None else dict(zip(names, grads)),
+        input_grad=input_grad,
     )
 
 
@@ -113,7 +126,9 @@ def _refuse_unreached(names: Sequence[str], acts: Sequence[torch.Tensor], grads:
         )
 
 
-def _gradients(logits: torch.Tensor, targets: torch.Tensor, outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def _gradients(
+    logits: torch.Tensor, targets: torch.Tensor, outputs: list[torch.Tensor], retain: bool = False
+) -> list[torch.Tensor]:
     score = logits.gather(1, targets[:, None]).sum()
-    grads = torch.autograd.grad(score, outputs, allow_unused=True)
+    grads = torch.autograd.grad(score, outputs, allow_unused=True, retain_graph=retain)
     return [torch.zeros_like(o) if g is None else g.detach() for o, g in zip(outputs, grads)]

@@ -39,7 +39,8 @@ Layers = str | Sequence[str] | None  # a layer selection: "default", "all", name
 class ModelEngine:
     """The cells of ``handle`` under one CAM method, target policy, attack and set of scores, in ``store``.
 
-    ``source`` is the handle a transfer attack crafts its perturbation on (None: ``handle`` itself). ``passes``
+    ``source`` is the handle a transfer attack crafts its perturbation on (None: ``handle`` itself); ``precision``
+    the arithmetic of every model pass (:mod:`gcdash.precision`: both handles are taken at it). ``passes``
     counts image-passes run by this engine (a batch of 8 counts 8; PGD's 10 steps count 10): tests and benchmarks
     read it.
     """
@@ -58,9 +59,12 @@ class ModelEngine:
         batch_size: int = 32,
         faithfulness: Faithfulness | None = None,
         keep_maps: str = "all",
+        precision: str = "fp32",
     ) -> None:
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
+        handle = handle.at_precision(precision)
+        source = None if source is None else source.at_precision(precision)
         self.handle, self.store, self.batch_size = handle, store, batch_size
         self.cells = Cells(handle, method, params, target)
         self.adversary = Adversary(handle, store, attack or AttackConfig(), source)
@@ -69,8 +73,14 @@ class ModelEngine:
 
     @property
     def passes(self) -> int:
-        """Image-passes run by this engine: CAM passes, the attack's own, and the scorers' (faithfulness)."""
+        """Image-passes run by this engine: CAM passes, the attack's own, and the scorers' (faithfulness). An attack
+        state taken from a clean CAM pass's forward is no pass of its own (a backward only): see :attr:`shared`."""
         return self.cam.passes + self.adversary.passes + self.scoring.passes
+
+    @property
+    def shared(self) -> int:
+        """Images whose attack state rode on their clean CAM pass (one forward, two backward passes)."""
+        return self.adversary.shared
 
     @classmethod
     def from_config(
@@ -97,6 +107,7 @@ class ModelEngine:
             handle, store, config.cam.method, dict(config.cam.params), config.target,
             attack=config.attack, comparisons=config.comparisons, source=source, batch_size=batch_size,
             faithfulness=Faithfulness() if config.faithfulness else None, keep_maps=keep_maps,
+            precision=config.precision,
         )  # fmt: skip
 
     def table(
@@ -168,7 +179,7 @@ class ModelEngine:
         """Every cell of ``batch`` × ``eps_list`` × ``layers``, phase by phase: clean logits (and maps), each
         eps's variants and logits, then every score."""
         self.cells.name_variants(batch, 0.0, None)
-        self.cam.ensure_logits(batch, 0.0, layers)
+        self.cam.ensure_logits(batch, 0.0, layers, attack_too=any(e > 0 for e in eps_list))
         attacks = self.adversary.variant_attacks(batch)
         for eps in (e for e in eps_list if e > 0):
             self.cells.name_variants(batch, eps, attacks)

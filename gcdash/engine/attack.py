@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from gcdash import attacks, keys
 from gcdash.config import AttackConfig
@@ -21,7 +22,8 @@ from gcdash.store import Store
 
 class Adversary:
     """``attack`` against ``handle``, crafted on ``source`` (None: ``handle`` itself), its states in ``store``.
-    ``passes`` counts the attack's image-passes (PGD's 10 steps on 8 images count 80)."""
+    ``passes`` counts the attack's image-passes (PGD's 10 steps on 8 images count 80); ``shared`` the images whose
+    state was taken from the clean CAM pass's forward (a backward pass only: :meth:`clean_gradient`)."""
 
     def __init__(self, handle: ModelHandle, store: Store, attack: AttackConfig, source: ModelHandle | None) -> None:
         self.handle, self.store = handle, store
@@ -29,7 +31,13 @@ class Adversary:
         self.params = self.attack.params(**dict(attack.params))
         self.key = self.attack.key(self.params)
         self.source = checked_source(handle, source) if self.attack.uses_model else None
-        self.passes = 0
+        self.passes = self.shared = 0
+
+    @property
+    def rides_on_clean_pass(self) -> bool:
+        """Whether the states come from the attacked model's clean gradient alone (FGSM, not a transfer): then the
+        clean CAM pass's forward serves them too (:meth:`clean_gradient`)."""
+        return self.attack.gradient_state and self.source is None
 
     @property
     def crafter(self) -> ModelHandle:
@@ -69,6 +77,11 @@ class Adversary:
         state = torch.from_numpy(np.stack([found[k] for k in state_keys])).to(x.dtype)
         return self.attack.apply(x, state, eps)
 
+    def clean_gradient(self, batch: Batch, idx: Sequence[int]) -> CleanGradient | None:
+        """The attack's loss on the clean CAM pass of images ``idx``, to take their missing states from its forward
+        (None where the attack does not ride on that pass)."""
+        return CleanGradient(self, batch, list(idx)) if self.rides_on_clean_pass else None
+
     def _new_states(self, x: torch.Tensor, y: torch.Tensor | None, eps: float, state_keys: list[str]) -> dict:
         crafter = self.crafter
         with crafter.lock:
@@ -76,6 +89,10 @@ class Adversary:
                 crafter.net, x.to(self.handle.device), y, eps if self.attack.per_eps else None, **self.params
             )
         self.passes += self.attack.passes(1, self.params) * len(x)
+        return self._keep(state, state_keys, crafter)
+
+    def _keep(self, state: torch.Tensor, state_keys: Sequence[str], crafter: ModelHandle) -> dict:
+        """Store new states (refused whole if any is not finite), as the store keeps them."""
         if not torch.isfinite(state).all():
             raise GcdashError(
                 f"attack {self.attack.name} on model {crafter.name} gave non-finite perturbations (NaN or inf): "
@@ -84,6 +101,38 @@ class Adversary:
         new = {k: state[n].cpu().to(self.attack.stored_dtype).numpy() for n, k in enumerate(state_keys)}
         self.store.put_arrays(new, "attack", crafter.owner if self.attack.uses_model else "(any model)")
         return new
+
+
+class CleanGradient:
+    """The attack's loss ``Σ_i CE(f(x_i), y_i)`` on the logits of the clean CAM pass of images ``idx`` of
+    ``batch`` (``y`` as :meth:`Adversary.labels` picks it, from those logits), for
+    :meth:`gcdash.attacks.Attack.from_gradient`: called with the logits, it returns the loss, or None when every
+    state is cached already (no second backward pass); :meth:`keep` stores the states from the input gradient."""
+
+    def __init__(self, adversary: Adversary, batch: Batch, idx: list[int]) -> None:
+        self.adversary, self.batch, self.idx = adversary, batch, idx
+        self.missing: list[int] = []
+        self.state_keys: list[str] = []
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor | None:
+        adversary, idx = self.adversary, self.idx
+        pred = logits.detach().float().argmax(dim=1).cpu().numpy()
+        ascended = adversary.labels(self.batch.labels[idx], pred)
+        self.state_keys = adversary._state_keys([self.batch.hashes[i] for i in idx], ascended, 0.0)
+        found = adversary.store.get_arrays(self.state_keys)
+        self.missing = [j for j, k in enumerate(self.state_keys) if k not in found]
+        if not self.missing:
+            return None
+        return F.cross_entropy(logits, torch.from_numpy(ascended).to(logits.device), reduction="sum")
+
+    def keep(self, input_grad: torch.Tensor | None) -> None:
+        """Store the missing states from ``∇x`` of the loss (None: the loss was not needed)."""
+        if input_grad is None or not self.missing:
+            return
+        adversary = self.adversary
+        state = adversary.attack.from_gradient(input_grad[self.missing], **adversary.params)
+        adversary._keep(state, [self.state_keys[j] for j in self.missing], adversary.crafter)
+        adversary.shared += len(self.missing)
 
 
 def checked_source(handle: ModelHandle, source: ModelHandle | None) -> ModelHandle | None:

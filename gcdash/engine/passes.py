@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from gcdash import cams
-from gcdash.engine.attack import Adversary
+from gcdash.engine.attack import Adversary, CleanGradient
 from gcdash.engine.batch import Batch, Cell, Cells
 from gcdash.errors import GcdashError
 from gcdash.models.handle import ModelHandle
@@ -39,9 +39,11 @@ class CamPasses:
         """The images ``idx`` as the maps at ``eps`` explain them: clean at eps = 0, else attacked."""
         return batch.x[list(idx)] if eps == 0 else self.adversary.images(batch, eps, idx)
 
-    def ensure_logits(self, batch: Batch, eps: float, layers: Sequence[str]) -> None:
+    def ensure_logits(self, batch: Batch, eps: float, layers: Sequence[str], attack_too: bool = False) -> None:
         """The logits of every image at ``eps`` in ``batch.logits``: read, or made by a CAM pass over ``layers``
-        (which stores their maps too: an image's first pass serves its maps as well)."""
+        (which stores their maps too: an image's first pass serves its maps as well). ``attack_too`` at eps = 0: the
+        clean pass's forward also gives the attack's states where the attack and the method allow it
+        (:meth:`~gcdash.engine.attack.Adversary.clean_gradient`): two backward passes from one forward."""
         logit_keys = self.cells.logits(batch, eps)
         found = self.store.get_arrays(logit_keys)
         todo = [i for i, k in enumerate(logit_keys) if k not in found]
@@ -50,13 +52,18 @@ class CamPasses:
             batch.logits[eps] = np.stack([found.get(k, np.full(width, np.nan, np.float32)) for k in logit_keys])
         if todo:
             known = None if self.cells.own_targets(eps) else [int(t) for t in self.cells.targets(batch, eps, todo)]
-            self.run(batch, eps, todo, layers, known)
+            shared = attack_too and eps == 0 and self.cells.method.shares_forward
+            self.run(batch, eps, todo, layers, known, self.adversary.clean_gradient(batch, todo) if shared else None)
 
-    def run(self, batch: Batch, eps: float, idx: list[int], layers: Sequence[str], targets: list[int] | None) -> None:
-        """One CAM pass over images ``idx`` at ``eps`` for all ``layers``; stores logits and raw maps."""
+    def run(
+        self, batch: Batch, eps: float, idx: list[int], layers: Sequence[str], targets: list[int] | None,
+        attack: CleanGradient | None = None,
+    ) -> None:  # fmt: skip
+        """One CAM pass over images ``idx`` at ``eps`` for all ``layers``; stores logits and raw maps (and, with
+        ``attack``, the attack states its forward gives)."""
         method = self.cells.method
         result = cams.explain(self.handle, self.images(batch, eps, idx), list(layers), method.name, targets,
-                              **self.cells.params)  # fmt: skip
+                              input_loss=attack, **self.cells.params)  # fmt: skip
         self.passes += len(idx)
         logits = result.logits.float().numpy()
         require_finite(self.handle, "logits", logits, eps)
@@ -76,6 +83,8 @@ class CamPasses:
         if kept:
             self.store.put_arrays(kept, "map", self.handle.owner)
         batch.maps.update(maps)  # this batch's scores still use them all
+        if attack is not None:
+            attack.keep(result.input_grad)
 
     def _keeps(self, map_key: str) -> bool:
         """Whether the retention policy stores the map under ``map_key`` (its layer is the key's last part)."""

@@ -6,12 +6,14 @@ import contextlib
 import hashlib
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+
+from gcdash import precision as precisions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -92,6 +94,7 @@ class ModelHandle:
     ``net`` is an eval-mode module on RGB float [0, 1] NCHW (normalisation inside); ``layers`` is an ordered
     name → module catalog, shallow → deep (the order the forward pass reaches them); ``lock`` serialises model
     passes, because CAM hooks and backward calls on one shared module must not interleave between threads.
+    ``precision`` is the arithmetic of its passes (:mod:`gcdash.precision`); ``digest`` names weights and precision.
     """
 
     name: str
@@ -104,18 +107,38 @@ class ModelHandle:
     family: str = ""
     digest: str = ""
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    precision: str = precisions.FP32
+    weights: str = field(default="", repr=False)  # the float32 model's digest (``digest`` at fp32)
 
     def __post_init__(self) -> None:
         if self.default_layer not in self.layers:
             raise ValueError(f"default layer {self.default_layer!r} is not in the layer catalog")
         self.net.eval()
         if not self.digest:
-            self.digest = weights_digest(self.net)
+            self.weights = weights_digest(precisions.unwrapped(self.net))
+            self.digest = precisions.digest(self.weights, self.precision)
+        elif self.precision == precisions.FP32:
+            self.weights = self.digest
 
     @property
     def owner(self) -> str:
-        """Who cached entries belong to, as a person reads it: the name and the start of the weights' digest."""
-        return f"{self.name} {self.digest[:12]}"
+        """Who cached entries belong to, as a person reads it: the name (and precision, if not fp32) and the start
+        of the digest."""
+        shown = self.name if self.precision == precisions.FP32 else f"{self.name} {self.precision}"
+        return f"{shown} {self.digest[:12]}"
+
+    def at_precision(self, name: str) -> ModelHandle:
+        """This model with its passes at precision ``name`` (:mod:`gcdash.precision`): itself at its own precision;
+        else a view sharing the network, catalog and lock, whose digest (and so every cache key) is its own. A
+        precision the model's device cannot run is refused in one line."""
+        if name == self.precision:
+            return self
+        chosen = precisions.get(name)
+        chosen.check(self.device, f"model {self.name}")
+        base = precisions.unwrapped(self.net)
+        net = base if chosen.dtype is None else precisions.AutocastNet(base, chosen)
+        digest = precisions.digest(self.weights, name)
+        return replace(self, net=net, precision=name, digest=digest, weights=self.weights, lock=self.lock)
 
     @property
     def device(self) -> torch.device:

@@ -15,6 +15,7 @@ import streamlit as st
 import torch
 
 from gcdash import attacks, cams, data, metrics, models, plan
+from gcdash import precision as precisions
 from gcdash.config import DEFAULT_EPS, AttackConfig, DataConfig, ModelSpec, eps_text
 from gcdash.errors import GcdashError
 from gcdash.targets import TARGETS
@@ -59,10 +60,11 @@ def render() -> Selection:
         keep_valid("target", TARGETS.names(), "pred")
         target = bound(st.selectbox, "Target policy", "target", TARGETS.names(), help=_targets_help())
         device = _device_caption()
+        precision = _advanced_section(device)
     values.sync_url()
     sel = Selection(
         data_config, tuple(chosen), method, params, layer_mode, custom, eps, gallery_eps, target, device, specs,
-        attack, comparisons, faithfulness,
+        attack, comparisons, faithfulness, precision,
     )  # fmt: skip
     st.session_state[SELECTION] = sel
     return sel
@@ -417,6 +419,20 @@ def _eps_choices(eps: tuple[float, ...]) -> list[str]:
 
 def _targets_help() -> str:
     return "  \n".join(f"**{name}**: {TARGETS.get(name).description}" for name in TARGETS.names())
+
+
+def _advanced_section(device: str) -> str:
+    """Settings most people leave alone: the precision of the model passes (those the device runs)."""
+    kind = torch.device(device).type
+    offered = [name for name in precisions.names() if kind in precisions.get(name).devices]
+    keep_valid("precision", offered, precisions.FP32)
+    with st.expander("Advanced"):
+        return bound(
+            st.selectbox, "Precision", "precision", offered, format_func=lambda p: precisions.get(p).label,
+            help="fp32 gives the exact numbers. bf16 runs the model passes under autocast (maps and scores stay in "
+            "float32): several times faster where the CPU or GPU has bf16 units, with MOD within the bound the "
+            "README measures; a bf16 result is cached apart from the fp32 one",
+        )  # fmt: skip
 
 
 def _device_caption() -> str:

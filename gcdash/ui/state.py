@@ -107,6 +107,7 @@ PARAMS: dict[str, Param] = {
         Param("compare", []),
         Param("faith", False),
         Param("target", "pred"),
+        Param("precision", "fp32"),
         # page-level values worth sharing: the gallery's model and enlarged image, the distribution plot kind
         Param("gmodel", ""),
         Param("image", ""),
@@ -167,6 +168,7 @@ class Selection:
     attack: AttackConfig = field(default_factory=AttackConfig)
     comparisons: tuple[str, ...] = ()  # computed beside NISSIM
     faithfulness: bool = False  # deletion / insertion areas of every map
+    precision: str = "fp32"  # of the model passes (gcdash.precision)
 
     def spec(self, model: str) -> ModelSpec:
         """How ``model`` is loaded: its checkpoint and build options from the sidebar, else its defaults."""
@@ -203,6 +205,7 @@ class Selection:
             attack=attack or self.attack,
             comparisons=(NISSIM, *(CompareConfig(name) for name in self.comparisons)),
             faithfulness=self.faithfulness,
+            precision=self.precision,
         )
 
     def sweep_configs(self, models: tuple[str, ...] | None = None) -> list[SweepConfig]:

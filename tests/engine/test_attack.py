@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from gcdash import cams, metrics
@@ -41,3 +42,45 @@ def test_a_transfer_attack_is_crafted_on_its_source(tiny_handle, tiny_samples, s
     itself = small(tiny_handle, store, attack=AttackConfig("fgsm", (("source", "tiny-cnn"),)), source=tiny_handle)
     pd.testing.assert_frame_equal(itself.table(tiny_samples, [8 / 255], ["block2"]), white)
     assert itself.passes == 0  # crafted on the model itself is the white-box attack, cache and all
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_shared_forward_gives_the_same_direction_and_maps_as_two_passes(tiny_handle, tiny_samples, tmp_path,
+                                                                            precision):  # fmt: skip
+    from gcdash.attacks import fgsm_direction, perturb
+    from gcdash.config import AttackConfig
+    from gcdash.engine.batch import start
+    from gcdash.store import Store
+
+    n, layers = len(tiny_samples), ["block1", "block3"]
+    shared = small(tiny_handle, Store(tmp_path / "shared"), precision=precision)
+    one_forward = shared.table(tiny_samples, EPS, layers)
+    assert shared.shared == n and shared.adversary.passes == 0 and shared.passes == n * 3
+
+    apart = Store(tmp_path / "apart")  # the clean cells first (under the noise control), then FGSM's own passes
+    small(tiny_handle, apart, attack=AttackConfig("noise"), precision=precision).table(tiny_samples, EPS, layers)
+    separate = small(tiny_handle, apart, precision=precision)
+    two_passes = separate.table(tiny_samples, EPS, layers)
+    assert separate.shared == 0 and separate.adversary.passes == n
+    pd.testing.assert_frame_equal(one_forward, two_passes)  # the same maps, logits and scores, bit for bit
+
+    view = tiny_handle.at_precision(precision)
+    batch = start(view, tiny_samples)
+    shared.cells.name_variants(batch, 0.0, None)
+    shared.cam.ensure_logits(batch, 0.0, layers)  # read from the cache
+    assert shared.passes == n * 3
+    y = torch.from_numpy(np.where(batch.labels >= 0, batch.labels, batch.pred(0.0)))
+    direction = fgsm_direction(view.net, batch.x, y)  # the formula, in a pass of its own
+    every = range(n)
+    assert torch.equal(shared.adversary.images(batch, 8 / 255, every), perturb(batch.x, direction, 8 / 255))
+
+
+def test_an_attack_that_needs_its_own_passes_shares_none(tiny_handle, tiny_samples, store):
+    from gcdash.config import AttackConfig
+
+    pgd = small(tiny_handle, store, attack=AttackConfig("pgd", (("steps", 2),)))
+    pgd.table(tiny_samples, EPS)
+    assert pgd.shared == 0 and pgd.adversary.passes == len(tiny_samples) * 2 * 2
+    clean_only = small(tiny_handle, store, attack=AttackConfig("fgsm"))
+    clean_only.table(tiny_samples, [0.0])
+    assert clean_only.shared == 0  # no attacked image asked for: no attack gradient taken

@@ -14,14 +14,15 @@ from gcdash.store import Store
 from tests.engine.helpers import EPS, small
 
 
-def test_cold_sweep_costs_two_plus_n_eps_passes_per_image_whatever_the_layers(tiny_handle, tiny_samples, store):
+def test_cold_sweep_costs_one_plus_n_eps_forwards_per_image_whatever_the_layers(tiny_handle, tiny_samples, store):
     counted = []
     hook = tiny_handle.net.register_forward_hook(lambda m, i, o: counted.append(len(i[0])))
     engine = small(tiny_handle, store)
     table = engine.table(tiny_samples, EPS, "all")
     hook.remove()
-    n, n_eps = len(tiny_samples), 2  # eps = 0 reuses the clean pass
-    assert engine.passes == sum(counted) == n * (2 + n_eps)
+    n, n_eps = len(tiny_samples), 2  # eps = 0 reuses the clean pass; FGSM's gradient rides on the clean forward
+    assert engine.passes == sum(counted) == n * (1 + n_eps)
+    assert engine.shared == n
     assert len(table) == n * len(EPS) * 3
     assert (table.loc[table.eps == 0, "nissim"].abs() < 1e-9).all()
 
@@ -55,7 +56,7 @@ def test_added_images_cost_only_their_own_passes(tiny_handle, tiny_samples, stor
     small(tiny_handle, store).table(tiny_samples.subset(range(5)), EPS)
     engine = small(tiny_handle, store)
     engine.table(tiny_samples, EPS)
-    assert engine.passes == 3 * (2 + 2)
+    assert engine.passes == 3 * (1 + 2) and engine.shared == 3
 
 
 def test_damaged_cells_are_recomputed(tiny_handle, tiny_samples, tmp_path):
@@ -67,7 +68,7 @@ def test_damaged_cells_are_recomputed(tiny_handle, tiny_samples, tmp_path):
         conn.execute("DELETE FROM scalars")
     engine = small(tiny_handle, store)
     second = engine.table(tiny_samples, EPS, "all")
-    assert engine.passes == len(tiny_samples) * (2 + 2)
+    assert engine.passes == len(tiny_samples) * (1 + 2) and engine.shared == len(tiny_samples)
     pd.testing.assert_frame_equal(first, second, atol=1e-6)
 
 
@@ -77,7 +78,7 @@ def test_cancel_keeps_finished_batches(tiny_handle, tiny_samples, store):
         small(tiny_handle, store).table(tiny_samples, EPS, should_stop=lambda: next(calls))
     engine = small(tiny_handle, store)
     engine.table(tiny_samples, EPS)
-    assert engine.passes == (len(tiny_samples) - 4) * (2 + 2)  # the first batch of 4 was kept
+    assert engine.passes == (len(tiny_samples) - 4) * (1 + 2)  # the first batch of 4 was kept
 
 
 def test_a_transfer_source_comes_from_the_caller(tiny_handle, store):
