@@ -2,8 +2,8 @@
 
 1. Speed, cold cache, at every layer × 5 eps under FGSM + Grad-CAM, for random-weight ResNet50 (demo images resized
    to 224²) and demo-resnet: the sweep as it ran before this change (FGSM's gradient in a pass of its own), fp32
-   with the shared forward (today's default: bit-identical tables), bf16 in the contiguous format, and bf16 as
-   shipped (channels_last input). Goal: bf16 ≥ 1.6× fp32.
+   with the shared forward (today's default: bit-identical tables), bf16 in the contiguous format, bf16 as
+   shipped (channels_last input), and bf16-cam (CAM passes at bf16, the attack at fp32). Goal: bf16 ≥ 1.6× fp32.
 2. Error of bf16 against fp32 on the same images, from those tables and from the demo zoo at every layer: the
    largest |ΔNISSIM| of one image, the largest |ΔMOD| of one (model, layer, eps) row, and top-1 agreement (clean
    and attacked predictions). Goal: |ΔMOD| ≤ 0.005 and agreement ≥ 99%.
@@ -113,6 +113,7 @@ def speed(model: str, weights: str | None, n: int, device: str) -> tuple[pd.Data
     with contiguous_bf16():
         cases["bf16, contiguous"] = run(bf16, handles, samples, device)
     cases["bf16, channels_last (shipped)"] = run(bf16, handles, samples, device)
+    cases["bf16-cam (attack at fp32)"] = run(config(model, weights, n, "bf16-cam"), handles, samples, device)
     base = cases["fp32, shared forward (default)"][1]
     before = cases["fp32, attack in its own pass (before)"][1]
     layers = len(handle.layers)
@@ -124,18 +125,20 @@ def speed(model: str, weights: str | None, n: int, device: str) -> tuple[pd.Data
     exact = cases["fp32, shared forward (default)"][0]
     same = cases["fp32, attack in its own pass (before)"][0]
     print(f"  shared forward's table identical to before: {exact.equals(same)}")
-    return exact, cases["bf16, channels_last (shipped)"][0]
+    return exact, cases["bf16, channels_last (shipped)"][0], cases["bf16-cam (attack at fp32)"][0]
 
 
 def zoo_errors(n: int, device: str) -> None:
-    print(f"\nbf16 against fp32 on the demo zoo, {n} demo test images, every layer, FGSM + Grad-CAM, {device}:")
+    print(f"\nbf16 and bf16-cam against fp32 on the demo zoo, {n} demo test images, every layer, FGSM + Grad-CAM, "
+          f"{device}:")  # fmt: skip
     rows = []
     for model in ZOO:
         handles = {model: models.load(model).to(device)}
         samples = data.load("demo", n=n, seed=0)
         exact, t32, _ = run(config(model, "default", n, "fp32"), handles, samples, device)
-        half, t16, _ = run(config(model, "default", n, "bf16"), handles, samples, device)
-        rows.append({"model": model, **errors(exact, half), "fp32 s": t32, "bf16 s": t16, "speed-up": t32 / t16})
+        for prec in ("bf16", "bf16-cam"):
+            half, t16, _ = run(config(model, "default", n, prec), handles, samples, device)
+            rows.append({"model": model, "precision": prec, **errors(exact, half), "speed-up": t32 / t16})
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
@@ -171,9 +174,10 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
     for model, weights, n in (("resnet50", None, args.n50), ("demo-resnet", "default", args.n)):
-        exact, half = speed(model, weights, n, args.device)
-        figures = errors(exact, half)
-        print("  bf16 against fp32: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+        exact, half, cam_only = speed(model, weights, n, args.device)
+        for name, table in (("bf16", half), ("bf16-cam", cam_only)):
+            figures = errors(exact, table)
+            print(f"  {name} against fp32: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
     zoo_errors(args.n, args.device)
     channels_last_fp32(args.device)
 

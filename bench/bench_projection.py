@@ -1,8 +1,10 @@
 """What the paper's full experiment costs, from measured per-pass and per-cell costs and measured bytes.
 
 The experiment: VGGFace2's test split (~330k images) × the paper's five CNNs × every layer of each catalog × 5 eps,
-FGSM, Grad-CAM, NISSIM. Per image and model the engine makes ``2 + n_eps = 7`` image-passes (one FGSM gradient,
-one CAM pass on the clean image for every layer, one per eps on the attacked image) and compares
+FGSM, Grad-CAM, NISSIM. Per image and model the engine makes ``1 + n_eps = 6`` image-passes and one more backward
+(one CAM pass on the clean image for every layer, whose forward also gives FGSM's gradient, one per eps on the
+attacked image); the projection counts 7 full passes, as it did before that forward was shared (an upper bound),
+and compares
 ``n_layers × n_eps`` pairs of maps at the input size.
 
 Measured here, per paper model (random weights: the cost does not depend on the values), in this process:

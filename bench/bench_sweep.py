@@ -7,9 +7,9 @@
 3. The engine against the fair notebook loop at every layer of each baseline model: the loop attacks once per eps,
    calls pytorch-grad-cam once per layer on the clean batch and once per (layer, eps) on the attacked one, then
    skimage's SSIM per pair — ``n_eps + n_layers·(1 + n_eps)`` passes per image (107 for ResNet50's 17 layers at 5
-   eps) where the engine makes ``2 + n_eps`` (7). Like for like: no localisation (the images' masks are dropped).
-   Goal on ResNet50: ≥ 14×.
-4. Each registered attack on one model, cold cache: the passes its ``Attack.passes`` predicts (the Runs page's
+   eps) where the engine makes ``1 + n_eps`` (6; FGSM rides on the clean pass). Like for like: no localisation
+   (the images' masks are dropped). Goal on ResNet50: ≥ 14×.
+4. Each registered attack on one model, cold cache: the passes ``plan.cost`` predicts (the Runs page's
    estimate) against the passes the engine counted, and the time per pass.
 
 Run alone: ``python bench/bench_sweep.py [--n 200] [--baseline-n 48] [--baseline-models demo-resnet,resnet50]
@@ -132,8 +132,7 @@ def attack_costs(n: int, model: str, device: str) -> None:
     n_eps = len(EPS)
     print(f"[attacks] {model}, {n} images × {n_eps} eps, default layer, cold cache")
     for name in attacks.names():
-        attack = attacks.get(name)
-        predicted = n * (1 + n_eps + attack.passes(n_eps, attack.params()))
+        predicted = n * plan.cost((0.0, *EPS), AttackConfig(name), CamConfig()).one_pass_per_input
         with tempfile.TemporaryDirectory() as root:
             engine = ModelEngine(handle, Store(root), attack=AttackConfig(name))
             _, seconds = timed(lambda e=engine: e.table(samples, EPS))

@@ -245,6 +245,12 @@ def _run_sweep(args: argparse.Namespace, config) -> int:
     _say_shortfall(ready.samples, config.data.n, args.out)
     for line in ready.notes:
         print(f"gcdash: warning: {line}", file=sys.stderr)
+    if config.precision != "fp32":
+        from gcdash import precision
+
+        chosen = precision.get(config.precision)
+        print(f"gcdash: precision {chosen.name}: {chosen.label}; fp32 gives the exact numbers (the bound is measured "
+              "in the README, 'Precision')", file=sys.stderr)  # fmt: skip
     transfer = getattr(args, "transfer", False)
     pool = sweep.RayPool(args.workers, args.gpus_per_worker, args.ray_address) if args.executor == "ray" else None
     progress, bar = _bar(len(ready.samples) * len(config.models) * (len(config.models) if transfer else 1))

@@ -90,9 +90,10 @@ def clear_stale(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def write(out: Path, parts: list[Part], files: list[str]) -> None:
+def write(out: Path, parts: list[Part], files: list[str], config: dict | None = None) -> None:
     """``out/manifest.json`` (a temporary name, then a rename): the table's ``parts`` (paths under ``out``) with
-    their rows and checksums, and the checksum of each of ``files`` (names in ``out``)."""
+    their rows and checksums, the checksum of each of ``files`` (names in ``out``) and the sweep's ``config`` (what
+    made the numbers: models, data, eps, method, attack, precision…), where given."""
     out = out.resolve()
     doc = {
         "gcdash_manifest": FORMAT,
@@ -101,6 +102,7 @@ def write(out: Path, parts: list[Part], files: list[str]) -> None:
         "rows": sum(p.rows for p in parts),
         "parts": [{**asdict(p), "path": Path(p.path).relative_to(out).as_posix()} for p in parts],
         "files": {},
+        **({"config": json.loads(json.dumps(config, default=str))} if config is not None else {}),
     }
     _save(out, doc)
     for name in files:

@@ -141,16 +141,21 @@ class Cost:
         return self.inputs + self.attack
 
 
-def cost(eps: tuple[float, ...], attack: AttackConfig, cam: CamConfig, n_layers: int = 0) -> Cost:
+def cost(
+    eps: tuple[float, ...], attack: AttackConfig, cam: CamConfig, n_layers: int = 0, precision: str = "fp32"
+) -> Cost:
     """The one pass-count formula (:class:`Cost`), read by the CLI, the Runs page's estimate and the pages' slow
-    confirmation; ``n_layers`` > 0 counts faithfulness over that many layers' maps."""
+    confirmation; ``n_layers`` > 0 counts faithfulness over that many layers' maps. The attack rides on the clean
+    pass unless it is crafted elsewhere: on another model, or at another precision (the ``-cam`` precisions)."""
     from gcdash import attacks, cams
+    from gcdash import precision as precisions
     from gcdash.metrics.faithfulness import Faithfulness
 
     n_eps = sum(e > 0 for e in eps)
     method, crafted = cams.get(cam.method), attacks.get(attack.name)
     inputs = 1 + n_eps
-    shared = int(n_eps > 0 and crafted.gradient_state and not attack.source and method.shares_forward)
+    elsewhere = bool(attack.source) or precisions.get(precision).attack is not None
+    shared = int(n_eps > 0 and crafted.gradient_state and not elsewhere and method.shares_forward)
     return Cost(
         inputs=inputs,
         cam_per_input=method.passes(method.params(**dict(cam.params))),
@@ -188,4 +193,5 @@ def make(
     loaded = load_handles(config, device, handles)
     notes = check_inputs(config, samples, loaded)
     n_layers = len(loaded[config.models[0].name].resolve_layers(config.layers)) if config.faithfulness else 0
-    return Plan(config, device, samples, loaded, notes, cost(config.eps, config.attack, config.cam, n_layers))
+    costs = cost(config.eps, config.attack, config.cam, n_layers, config.precision)
+    return Plan(config, device, samples, loaded, notes, costs)

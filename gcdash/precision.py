@@ -8,6 +8,11 @@ gradients. Half-precision passes also take their input in ``channels_last`` memo
 kernels (and cuDNN's tensor cores) run fastest; fp32 keeps the contiguous format, whose results are bit-identical
 to earlier releases (channels_last changes float32 results in the last bits).
 
+The ``-cam`` entries run the CAM passes at half precision and the attack's passes at fp32, so the attacked images
+are exactly fp32's (an FGSM sign is a discontinuous function of the gradient: at bf16 it flips on the pixels whose
+gradient is near zero, enough to move the top-1 of 2–3% of attacked demo images, see the README), and FGSM's cached
+directions are shared with fp32 sweeps; they are slower where the attack's passes weigh (PGD).
+
 A model at a precision (:meth:`gcdash.models.handle.ModelHandle.at_precision`) has its own digest, so every cache
 cell it makes (logits, maps, attack directions, rows) has its own key: a bf16 map never serves an fp32 request.
 """
@@ -29,13 +34,15 @@ FP32 = "fp32"
 @dataclass(frozen=True)
 class Precision:
     """A named precision: ``dtype`` the autocast type (None: plain float32, no autocast); ``devices`` the device
-    types it runs on; ``channels_last`` whether inputs are passed in channels-last memory format."""
+    types it runs on; ``channels_last`` whether inputs are passed in channels-last memory format; ``attack`` the
+    precision the attack's passes run at, where not this one."""
 
     name: str
     label: str
     dtype: torch.dtype | None
     devices: tuple[str, ...]
     channels_last: bool = False
+    attack: str | None = None  # the precision of the attack's passes (None: this one)
 
     def check(self, device: torch.device | str, model: str = "the model") -> None:
         """Refuse, in one line, a precision this device cannot run (fp16 on a CPU; bf16 on a GPU without it)."""
@@ -51,8 +58,11 @@ class Precision:
 
 PRECISIONS: Registry[Precision] = Registry("precision")
 PRECISIONS.add(FP32, Precision(FP32, "float32 (exact)", None, ("cpu", "cuda", "mps")))
-PRECISIONS.add("bf16", Precision("bf16", "bfloat16 autocast", torch.bfloat16, ("cpu", "cuda"), channels_last=True))
-PRECISIONS.add("fp16", Precision("fp16", "float16 autocast (CUDA)", torch.float16, ("cuda",), channels_last=True))
+_BF16, _FP16 = (torch.bfloat16, ("cpu", "cuda")), (torch.float16, ("cuda",))
+PRECISIONS.add("bf16", Precision("bf16", "bfloat16 (attack and CAM)", *_BF16, channels_last=True))
+PRECISIONS.add("bf16-cam", Precision("bf16-cam", "bfloat16 CAM, float32 attack", *_BF16, True, attack=FP32))
+PRECISIONS.add("fp16", Precision("fp16", "float16 (attack and CAM, CUDA)", *_FP16, channels_last=True))
+PRECISIONS.add("fp16-cam", Precision("fp16-cam", "float16 CAM, float32 attack (CUDA)", *_FP16, True, attack=FP32))
 
 
 def names() -> list[str]:

@@ -75,7 +75,7 @@ class SweepResult:
                 table = parts.written() if parts is not None else manifest.scan(out)
             summary.to_csv(out / "summary.csv", index=False)
             results.vid(summary).to_csv(out / "vid.csv", index=False)
-            manifest.write(out, table, ["summary.csv", "vid.csv"])
+            manifest.write(out, table, ["summary.csv", "vid.csv"], self.config.to_dict())
         except OSError as err:
             raise manifest.out_error(out, err) from None
 

@@ -129,6 +129,8 @@ def test_the_same_sweep_again_is_served_from_the_cache(tmp_path, monkeypatch):
         (["--dissimilarity", "nissim,l2"], "unknown comparison 'l2'; choose from: nissim, spearman, topk"),
         (["--dissimilarity-param", "topk.share=2"], "NAME.PARAM=VALUE with NAME in ['nissim']"),
         (["--dissimilarity", "topk", "--dissimilarity-param", "topk.share=2"], "topk share must be in (0, 1]"),
+        (["--precision", "fp8"], "unknown precision 'fp8'; choose from: fp32, bf16, bf16-cam, fp16, fp16-cam"),
+        (["--precision", "fp16", "--device", "cpu"], "precision fp16 runs on CUDA only (model tiny-cnn is on cpu)"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, capsys, change, message):
@@ -255,3 +257,19 @@ def test_a_full_out_disk_is_one_line_and_keeps_the_parts_and_the_cache(tmp_path,
     assert line.count("\n") == 1 and "Traceback" not in err and line.startswith(f"gcdash: error: --out {out} is full")
     assert [p.name for p in (out / "per_image.parquet").iterdir()] == ["part-0000-000000.parquet"]
     assert Store(tmp_path / "c").usage()  # the cells of both batches are kept
+
+
+def test_a_bf16_sweep_is_recorded_as_such_and_never_serves_fp32(tmp_path):
+    import json
+
+    def sweep(name: str, cache: str, *extra: str) -> pd.DataFrame:
+        assert main([*BASE, *extra, "--out", str(tmp_path / name), "--cache", str(tmp_path / cache)]) == 0
+        return pd.read_parquet(tmp_path / name / "per_image.parquet")
+
+    half = sweep("half", "c", "--precision", "bf16")
+    exact = sweep("exact", "c")  # on the cache the bf16 sweep filled
+    alone = sweep("alone", "c2")  # on a cache of its own
+    pd.testing.assert_frame_equal(exact, alone)
+    assert not half["nissim"].equals(exact["nissim"])
+    manifest = json.loads((tmp_path / "half" / "manifest.json").read_text())
+    assert '"precision": "bf16"' in json.dumps(manifest)

@@ -29,10 +29,10 @@ def test_fp32_is_the_model_itself_and_bf16_a_view_with_its_own_digest(tiny_handl
 
 
 def test_a_precision_the_device_cannot_run_is_one_line(tiny_handle):
-    line = r"precision fp16 runs on CUDA only \(model tiny-cnn is on cpu\): use fp32 or bf16"
+    line = r"precision fp16 runs on CUDA only \(model tiny-cnn is on cpu\): use fp32 or bf16 or bf16-cam"
     with pytest.raises(GcdashError, match=line):
         tiny_handle.at_precision("fp16")
-    with pytest.raises(GcdashError, match="unknown precision 'fp8'; choose from: fp32, bf16, fp16"):
+    with pytest.raises(GcdashError, match="unknown precision 'fp8'; choose from: fp32, bf16, bf16-cam, fp16, f"):
         SweepConfig(models=(ModelSpec("tiny-cnn"),), precision="fp8")
 
 
@@ -100,7 +100,7 @@ def test_the_sanity_floor_runs_at_a_precision(tiny_handle, tiny_samples):
 
 
 def test_the_precision_names_are_the_registry():
-    assert precision.names() == ["fp32", "bf16", "fp16"]
+    assert precision.names() == ["fp32", "bf16", "bf16-cam", "fp16", "fp16-cam"]
     assert precision.digest("abc", "fp32") == "abc" and precision.digest("abc", "bf16") != "abc"
 
 
@@ -108,3 +108,25 @@ def test_a_model_engine_takes_both_handles_at_its_precision(tiny_handle, store):
     engine = ModelEngine(tiny_handle, store, precision="bf16")
     assert engine.handle.precision == "bf16" and engine.cam.handle is engine.handle
     assert engine.adversary.handle is engine.handle
+
+
+def test_a_cam_precision_attacks_at_fp32_and_shares_fp32s_directions(tiny_handle, tiny_samples, store):
+    from gcdash import plan
+    from gcdash.config import AttackConfig, CamConfig
+
+    n = len(tiny_samples)
+    exact = small(tiny_handle, store)
+    exact.table(tiny_samples, EPS, "all")
+    assert exact.shared == n  # fp32's FGSM rode on its clean pass
+    cam_only = small(tiny_handle, store, precision="bf16-cam")
+    cam_only.table(tiny_samples, EPS, "all")
+    assert cam_only.adversary.passes == 0 and cam_only.shared == 0  # fp32's cached directions served it
+    crafter = cam_only.adversary.crafter
+    assert crafter.digest == tiny_handle.digest and crafter.net is tiny_handle.net  # the fp32 model
+    assert cam_only.handle.precision == "bf16-cam"
+    assert cam_only.passes == n * len(EPS)  # its own CAM passes, all of them
+    cold = small(tiny_handle, Store(store.root / "cold"), precision="bf16-cam")
+    cold.table(tiny_samples, EPS, "all")
+    assert cold.adversary.passes == n and cold.shared == 0  # at fp32, in a pass of its own
+    assert plan.cost(tuple(EPS), AttackConfig("fgsm"), CamConfig(), precision="bf16-cam").attack == 1
+    assert plan.cost(tuple(EPS), AttackConfig("fgsm"), CamConfig(), precision="bf16").shared == 1

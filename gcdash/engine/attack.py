@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from gcdash import attacks, keys
+from gcdash import precision as precisions
 from gcdash.config import AttackConfig
 from gcdash.engine.batch import Batch
 from gcdash.errors import GcdashError
@@ -30,18 +31,21 @@ class Adversary:
         self.attack = attacks.get(attack.name)
         self.params = self.attack.params(**dict(attack.params))
         self.key = self.attack.key(self.params)
-        self.source = checked_source(handle, source) if self.attack.uses_model else None
+        source = checked_source(handle, source) if self.attack.uses_model else None
+        at = precisions.get(handle.precision).attack or handle.precision  # a "-cam" precision attacks at fp32
+        self.source = None if source is None else source.at_precision(at)
+        self.own = handle.at_precision(at)  # the attacked model as its own attack runs it
         self.passes = self.shared = 0
 
     @property
     def rides_on_clean_pass(self) -> bool:
         """Whether the states come from the attacked model's clean gradient alone (FGSM, not a transfer): then the
         clean CAM pass's forward serves them too (:meth:`clean_gradient`)."""
-        return self.attack.gradient_state and self.source is None
+        return self.attack.gradient_state and self.source is None and self.own is self.handle
 
     @property
     def crafter(self) -> ModelHandle:
-        return self.source or self.handle
+        return self.source or self.own
 
     def labels(self, labels: np.ndarray, clean_pred: np.ndarray) -> np.ndarray:
         """The label each image's attack ascends: the true one when known, else the clean prediction (the attacked

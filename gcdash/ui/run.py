@@ -131,7 +131,7 @@ def _slow_costs(jobs: list[Job], n_images: int) -> dict[str, list]:
     costs: dict[str, list] = {}
     for handle, config, _ in jobs:
         n_layers = len(handle.resolve_layers(config.layers)) if config.faithfulness else 0
-        cost = plan.cost(config.eps, config.attack, config.cam, n_layers)  # per image: the one formula
+        cost = plan.cost(config.eps, config.attack, config.cam, n_layers, config.precision)  # per image: one formula
         per_input = cost.cam_per_input
         if per_input is None or per_input >= SLOW_PASSES:
             costs.setdefault(cams.get(config.cam.method).label, [per_input, "inputs", 0])[2] += n_images * cost.inputs

@@ -36,12 +36,13 @@ def cost(sel: Selection, n_images: int) -> str:
     layers), plus the attack's own passes (``Attack.passes``: FGSM 1, PGD steps × eps, noise 0): :func:`plan.cost`."""
     from gcdash import attacks
 
-    attack, each = attacks.get(sel.attack.name), plan.cost(sel.eps, sel.attack, CamConfig())
+    attack, each = attacks.get(sel.attack.name), plan.cost(sel.eps, sel.attack, CamConfig(), precision=sel.precision)
     per_image = each.one_pass_per_input
     passes = n_images * len(sel.models) * per_image
+    how = "its gradient from the clean CAM pass" if each.shared else attack.cost(dict(sel.attack.params))
     return (
         f"{n_images} images × {len(sel.models)} models: at most {passes} model passes on a cold cache "
-        f"({per_image} per image: {each.inputs} CAM passes, {attack.name} {attack.cost(dict(sel.attack.params))})"
+        f"({per_image} per image: {each.inputs} CAM passes, {attack.name} {how})"
     )
 
 

@@ -568,3 +568,14 @@ def test_opening_an_image_in_the_gallery_says_the_gallery_eps_changed():
     assert any("Gallery eps set to 4/255 (was 8/255)" in s and "Overview" in s for s in said), said
     at.run()
     assert not [i for i in at.sidebar.info if "Gallery eps set" in i.value]  # said once
+
+
+def test_the_precision_in_advanced_reaches_the_tables_and_a_cpu_offers_no_fp16():
+    at = app(GALLERY, precision="bf16")
+    assert widget(at, "selectbox", "precision").value == "bf16"
+    assert "fp16" not in widget(at, "selectbox", "precision").options  # CUDA only: not offered on this CPU
+    assert at.session_state["gcdash.selection"].config("tiny-cnn").precision == "bf16"
+    assert_clean(at)
+    refused = app(GALLERY, precision="fp16")
+    assert widget(refused, "selectbox", "precision").value == "fp32"
+    assert any("precision\\='fp16' is not among the choices; using 'fp32'" in w.value for w in refused.warning)
