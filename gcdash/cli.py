@@ -318,6 +318,38 @@ def _write_transfer(summary, out: Path) -> None:
             print(matrix.to_string(float_format=lambda v: f"{v:.3f}", na_rep="n/a"))
 
 
+def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    _sweep_arguments(p)
+    p.add_argument(
+        "--attacks", default="pgd,apgd-ce,apgd-dlr",
+        help="attacks to take the per-image worst case over, each at its defaults (default: pgd,apgd-ce,apgd-dlr)",
+    )  # fmt: skip
+    p.set_defaults(eps="8/255")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Robust accuracy under each attack and the per-image worst case, with MOD under the strongest attack: print
+    it and write ``evaluation.csv``."""
+    from gcdash import attacks, evaluate, plan
+    from gcdash.config import AttackConfig
+    from gcdash.store import Store
+
+    config = build_config(args)
+    runs = [AttackConfig(name.strip()) for name in args.attacks.split(",") if name.strip()]
+    for attack in runs:
+        attacks.get(attack.name)  # an unknown name: one line listing the valid ones
+    out = plan.check_out_dir(args.out)
+    store = Store(args.cache)
+    store.check()
+    table = evaluate.evaluate(config, store, runs, device=args.device, batch_size=args.batch_size)
+    table.to_csv(out / "evaluation.csv", index=False)
+    for attack in runs:
+        print(f"{attack.name}: {evaluate.budget(attack)}")
+    print(evaluate.printed(table).to_string(index=False, float_format=lambda v: f"{v:.4f}", na_rep="n/a"))
+    print(f"\nwrote {out}/evaluation.csv ({len(table)} rows)")
+    return 0
+
+
 def _sanity_arguments(p: argparse.ArgumentParser) -> None:
     _sweep_arguments(p)
     p.set_defaults(layers="all", eps="0")
@@ -469,6 +501,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         "list the models, and how to name any torchvision, timm or own-code model",
         _models_arguments,
         list_models,
+    ),
+    "evaluate": (
+        "robust accuracy under PGD, APGD-CE and APGD-DLR, the per-image worst case, and MOD under the strongest",
+        _evaluate_arguments,
+        run_evaluate,
     ),
     "methods": ("list the CAM methods, their parameters and cost", lambda p: None, list_methods),
     "attacks": ("list the attacks, their parameters and cost", lambda p: None, list_attacks),

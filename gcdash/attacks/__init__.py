@@ -1,8 +1,9 @@
 """Adversarial attacks in pixel space, as a registry: ``names()``, ``get(name)``, :func:`attack`.
 
-Shipped: ``fgsm`` (the paper's, one gradient for every eps), ``pgd`` (L∞, Madry et al.) and ``noise`` (random signs
-at the same budget: the control). Gradient attacks take ``source=MODEL``: the perturbation is crafted on another
-registered model (a transfer attack). Adding an attack is one short file: a subclass of
+Shipped: ``fgsm`` (the paper's, one gradient for every eps), ``pgd`` (L∞, Madry et al.), ``noise`` (random signs
+at the same budget: the control), and ``apgd-ce`` / ``apgd-dlr`` (Croce & Hein 2020, AutoAttack's: the worst-case
+evaluation, ``python -m gcdash evaluate``). Gradient attacks take ``source=MODEL``: the perturbation is crafted on
+another registered model (a transfer attack). Adding an attack is one short file: a subclass of
 :class:`~gcdash.attacks.base.DirectionAttack` or :class:`~gcdash.attacks.base.IterativeAttack`, registered here.
 """
 
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gcdash.attacks.apgd import ApgdCe, ApgdDlr
 from gcdash.attacks.base import (
     SOURCE,
     Attack,
@@ -32,7 +34,7 @@ from gcdash.models.handle import eval_mode
 from gcdash.registry import Registry
 
 ATTACKS: Registry[Attack] = Registry("attack")
-for _cls in (Fgsm, Pgd, Noise):
+for _cls in (Fgsm, Pgd, Noise, ApgdCe, ApgdDlr):
     ATTACKS.add(_cls.name, _cls())
 
 
