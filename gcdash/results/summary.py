@@ -28,8 +28,9 @@ VID_COLUMNS = [*GROUP, "vid"]
 LOCALISATION_COLUMNS = ["hit_clean", "hit_adv", "mass_clean", "mass_adv"]
 #: Deletion / insertion areas (:mod:`gcdash.metrics.faithfulness`) where the sweep asked for them; summary: means.
 FAITHFULNESS_COLUMNS = ["del_clean", "del_adv", "ins_clean", "ins_adv"]
-#: Clean / attacked pairs of per-image scores; a summary averages both over the images that have both (an all-zero
-#: map has neither score), so "before" and "after" describe the same images.
+#: Clean / attacked pairs of per-image scores. A summary averages the clean score over every clean map that has one
+#: (an all-zero map has none), so it is one number per (model, layer), the same on every eps row; the attacked score
+#: over the images that have both, so "after" describes images whose "before" is known.
 PAIRED = [("hit_clean", "hit_adv"), ("mass_clean", "mass_adv"), ("del_clean", "del_adv"), ("ins_clean", "ins_adv")]
 
 
@@ -210,11 +211,10 @@ class StreamingSummary:
         out["attack_success:count"] = correct.astype(np.float64)
         for name in extra_comparisons(g):
             mean_of(f"mod_{name}", g[name])
-        for pair in PAIRED:
-            if pair[0] in g:
-                both = g[list(pair)].notna().all(axis=1).to_numpy()
-                for column in pair:
-                    mean_of(column, g[column], both)
+        for clean, adv in PAIRED:
+            if clean in g:
+                mean_of(clean, g[clean])
+                mean_of(adv, g[adv], g[[clean, adv]].notna().all(axis=1).to_numpy())
         if "hit_clean" in g:
             both = g[["hit_clean", "hit_adv"]].notna().all(axis=1).to_numpy()
             moved = ((g["hit_clean"] == 1) & (g["hit_adv"] == 0)).to_numpy()

@@ -70,7 +70,21 @@ def test_moved_off_counts_images_whose_map_left_the_object():
     table = pd.DataFrame([{**base, "image_id": str(i), "hit_clean": a, "hit_adv": b} for i, (a, b) in enumerate(hits)])
     row = results.summary(table).iloc[0]
     assert row["moved_off"] == pytest.approx(1 / 3)  # of the three images with both scores
-    assert row["hit_clean"] == pytest.approx(2 / 3) and row["hit_adv"] == pytest.approx(1 / 3)  # the same three
+    assert row["hit_adv"] == pytest.approx(1 / 3)  # of the same three
+    assert row["hit_clean"] == pytest.approx(3 / 4)  # every clean map with a score: the fourth's counts too
+
+
+def test_the_clean_localisation_score_is_one_number_over_every_clean_map_whatever_the_eps():
+    base = {"model": "m", "method": "g", "attack": "fgsm", "source": "m", "layer": "l", "label": 0, "pred_clean": 0,
+            "pred_adv": 0, "conf_clean": 0.9, "conf_adv": 0.9, "ssim": 1.0, "nissim": 0.0, "zero_clean": False,
+            "zero_adv": False, "mass_clean": 0.5, "mass_adv": 0.5}  # fmt: skip
+    clean = [1, 1, 0, 1]
+    adv = {0.0: [1, 1, 0, 1], 0.1: [1, np.nan, 0, 0], 0.2: [np.nan, np.nan, np.nan, 0]}  # attacked maps go blank
+    table = pd.DataFrame([{**base, "eps": e, "image_id": str(i), "hit_clean": c, "hit_adv": a}
+                          for e, hits in adv.items() for i, (c, a) in enumerate(zip(clean, hits))])  # fmt: skip
+    summary = results.summary(table)
+    assert (summary["hit_clean"] == 0.75).all()  # before this rule: 0.75, 2/3 and 0 as eps grew
+    assert list(summary["hit_adv"]) == pytest.approx([0.75, 1 / 3, 0.0])
 
 
 def _mean_or_nan(values: pd.Series) -> float:
@@ -94,10 +108,10 @@ def _reference_group(g: pd.DataFrame, extras: list[str]) -> pd.Series:
         "attack_success": metrics.attack_success(g["pred_clean"], g["pred_adv"], g["label"]),
     }
     row.update({f"mod_{name}": _mean_or_nan(g[name]) for name in extras})
-    for pair in results.PAIRED:
-        if pair[0] in g:
-            both = g[list(pair)].dropna()
-            row.update({column: _mean_or_nan(both[column]) for column in pair})
+    for clean, adv in results.PAIRED:
+        if clean in g:
+            row[clean] = _mean_or_nan(g[clean])  # every clean map with a score
+            row[adv] = _mean_or_nan(g[[clean, adv]].dropna()[adv])  # the images with both
     if "hit_clean" in g:
         both = g[["hit_clean", "hit_adv"]].dropna()
         row["moved_off"] = float(((both["hit_clean"] == 1) & (both["hit_adv"] == 0)).mean()) if len(both) else np.nan
