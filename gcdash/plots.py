@@ -402,14 +402,22 @@ def transfer_heatmaps(summary: pd.DataFrame, eps: float, values: Sequence[str] =
 FLOOR_NAME = "random-weights floor"
 
 
-def with_floor(fig: go.Figure, floors: dict[str, float]) -> go.Figure:
+def with_floor(
+    fig: go.Figure, floors: dict[str, float], bands: dict[str, tuple[float, float]] | None = None
+) -> go.Figure:
     """Dotted horizontal lines at each model's sanity floor (the NISSIM of unrelated maps, :mod:`gcdash.sanity`):
-    the level a MOD would reach if the attack left nothing of the explanation."""
+    the level a MOD would reach if the attack left nothing of the explanation; ``bands`` (model → lowest and
+    highest over the floor's seeds) shade its spread."""
     shown = {model: level for model, level in floors.items() if np.isfinite(level)}
+    bands = {m: b for m, b in (bands or {}).items() if m in shown and all(np.isfinite(b))}
     for level in shown.values():
         fig.add_hline(y=level, line_dash="dot", line_color="grey", opacity=0.8)
+    for low, high in bands.values():
+        fig.add_hrect(y0=low, y1=high, fillcolor="grey", opacity=0.12, line_width=0)
     if shown:  # one label for all the lines: close floors would print their labels over each other
-        text = f"dotted: {FLOOR_NAME} (" + ", ".join(f"{m} {v:.3f}" for m, v in shown.items()) + ")"
+        spread = {m: f" [{b[0]:.3f}–{b[1]:.3f}]" for m, b in bands.items()}
+        text = f"dotted: {FLOOR_NAME} (" + ", ".join(f"{m} {v:.3f}{spread.get(m, '')}" for m, v in shown.items())
+        text += ", shaded: lowest–highest over its seeds)" if bands else ")"
         fig.add_annotation(
             text=text, x=0, xref="paper", y=max(shown.values()), yref="y", yanchor="bottom", xanchor="left",
             showarrow=False, font=dict(size=11, color="grey"),
@@ -423,6 +431,15 @@ def floor_vs_depth(fig: go.Figure, floor: pd.DataFrame) -> go.Figure:
     table = layer_depth(floor)
     colors = _colors(list(dict.fromkeys(table["model"])))
     for model, g in table.sort_values("depth").groupby("model", sort=False):
+        if {"floor_low", "floor_high"} <= set(g.columns):  # the spread over the floor's seeds, shaded
+            fig.add_trace(
+                go.Scatter(
+                    x=[*g["depth"], *g["depth"][::-1]], y=[*g["floor_high"], *g["floor_low"][::-1]], fill="toself",
+                    mode="lines", line=dict(width=0), fillcolor=colors[model], opacity=0.15, hoverinfo="skip",
+                    legendgroup=f"floor-{model}", showlegend=False, name=f"{model}: {FLOOR_NAME} spread",
+                ),
+                row="all", col="all",
+            )  # fmt: skip
         fig.add_trace(
             go.Scatter(
                 x=g["depth"], y=g["nissim"], mode="lines", line=dict(dash="dot", color=colors[model]),
@@ -431,5 +448,6 @@ def floor_vs_depth(fig: go.Figure, floor: pd.DataFrame) -> go.Figure:
             ),
             row="all", col="all",
         )  # fmt: skip
-        next(t for t in fig.data if t.legendgroup == f"floor-{model}").showlegend = True  # the first panel's copy
+        lines = (t for t in fig.data if t.legendgroup == f"floor-{model}" and t.fill != "toself")
+        next(lines).showlegend = True  # the first panel's copy of the line
     return fig

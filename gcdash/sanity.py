@@ -32,6 +32,7 @@ from gcdash.models.handle import ModelHandle
 
 HEAD, ALL = "head", "all"
 SANITY_COLUMNS = ["model", "layer", "randomised", "n", "nissim", "nissim_std", "zero_rate"]
+SEEDS = 3  # re-initialisations the floor is taken over: its spread is the band the pages draw
 
 
 def groups(handle: ModelHandle) -> list[tuple[str, list[str]]]:
@@ -157,14 +158,29 @@ def floor(
     method: str = "gradcam",
     batch_size: int = 32,
     params: dict | None = None,
+    seeds: int = SEEDS,
 ) -> pd.DataFrame:
-    """The last cascade step only (every weight re-initialised): the NISSIM of unrelated maps per layer."""
+    """The last cascade step only (every weight re-initialised): the NISSIM of unrelated maps per layer, over
+    ``seeds`` re-initialisations (seeds 0, 1, …): ``nissim`` the mean of the seeds' MODs (each over the images),
+    ``floor_low`` / ``floor_high`` the lowest and highest of them (the band Compare and Layers draw), ``seeds``.
+    Cost: one CAM pass per image for the trained model and one per seed."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be ≥ 1, got {seeds}")
     params = params or {}
     steps = groups(handle)
-    model = randomised(handle, [n for _, members in steps for n in members])
+    modules = [n for _, members in steps for n in members]
     xs, trained, targets = _trained(handle, samples, layers, method, params, batch_size)
-    rows = _against(model, xs, trained, targets, layers, method, params, steps[-1][0], handle.name)
-    return pd.DataFrame(rows, columns=SANITY_COLUMNS)
+    runs = [
+        pd.DataFrame(_against(randomised(handle, modules, seed), xs, trained, targets, layers, method, params,
+                              steps[-1][0], handle.name), columns=SANITY_COLUMNS)
+        for seed in range(seeds)
+    ]  # fmt: skip
+    table = runs[0].copy()
+    levels = np.stack([run["nissim"].to_numpy(np.float64) for run in runs])
+    table["nissim"] = levels.mean(axis=0)
+    table["floor_low"], table["floor_high"] = levels.min(axis=0), levels.max(axis=0)
+    table["seeds"] = seeds
+    return table
 
 
 def _stack(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

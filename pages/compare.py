@@ -25,8 +25,10 @@ with page.guard():
     table = run.selection_table(sel, attacks=attacks, faithfulness=True)  # faithfulness: shown in the reading
     summary = cache.summary_ci(table)
     run.warn_zero_maps(summary)
-    floors = run.floors(sel).groupby("model", sort=False)["nissim"].last()  # at each model's deepest chosen layer
-    charts = cache.compare_charts(summary, tuple(floors.items()))
+    floor = run.floors(sel).groupby("model", sort=False).last()  # at each model's deepest chosen layer
+    floors = floor["nissim"]
+    bands = tuple(zip(floor.index, floor["floor_low"], floor["floor_high"]))  # its spread over 3 seeds
+    charts = cache.compare_charts(summary, tuple(floors.items()), bands)
 
     left, right = st.columns([3, 2])
     left.plotly_chart(charts["mod_vs_eps"], key="cmp.mod")
@@ -46,7 +48,8 @@ with page.guard():
         st.caption(
             "Against the random-noise control (what any perturbation of that size does) and the random-weights "
             "floor (Adebayo et al. 2018: the NISSIM between the model's map and the map of the same network with "
-            "its weights re-initialised, i.e. unrelated maps; the dotted lines above)."
+            "its weights re-initialised, i.e. unrelated maps, mean over 3 seeds; the dotted lines above, their spread "
+            "shaded)."
         )
         for model, lines in reading.items():
             st.markdown(f"**{plain(model)}**: " + " ".join(plain(line) for line in lines))

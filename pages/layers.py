@@ -23,8 +23,8 @@ with page.guard():
     st.plotly_chart(plots.floor_vs_depth(plots.mod_vs_depth(summary), floor), key="layers.depth")
     st.caption(
         "Dotted: the random-weights floor per layer (Adebayo et al. 2018), the NISSIM between the model's map and "
-        "that of the same network with re-initialised weights: a MOD near it means the attack left nothing of "
-        "the explanation."
+        "that of the same network with re-initialised weights (mean over 3 seeds; shaded: lowest to highest): a MOD "
+        "near it means the attack left nothing of the explanation."
     )
     with st.expander("MOD per layer and eps, and VID (table)"):
         st.dataframe(results.mod_vid_table(summary), hide_index=True)

@@ -143,6 +143,15 @@ def test_the_floor_has_one_legend_entry_per_model_however_many_panels():
     assert sorted(n for n in legend if plots.FLOOR_NAME in n) == [f"{m}: {plots.FLOOR_NAME}" for m in ("res", "vgg")]
     assert len(legend) == len(set(legend))  # no entry twice, the MOD lines' included
     assert {t.legendgroup for t in floors} == {"floor-vgg", "floor-res"}  # a click hides a floor in every panel
+    banded = plots.floor_vs_depth(plots.mod_vs_depth(summary), floor.assign(floor_low=0.3, floor_high=0.5))
+    shaded = [t for t in banded.data if t.fill == "toself"]
+    assert len(shaded) == 2 * 2 and all(t.showlegend is False for t in shaded)  # the seeds' spread, in every panel
+
+
+def test_the_floor_on_mod_vs_eps_shades_its_spread_over_seeds():
+    fig = plots.with_floor(plots.mod_bands(results.summary_with_ci(table())), {"vgg": 0.45}, {"vgg": (0.43, 0.47)})
+    assert [(s.y0, s.y1) for s in fig.layout.shapes if s.type == "rect"] == [(0.43, 0.47)]
+    assert "vgg 0.450 [0.430–0.470]" in fig.layout.annotations[-1].text
 
 
 def test_report_is_self_contained_html():

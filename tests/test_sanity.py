@@ -40,8 +40,19 @@ def test_a_map_is_at_zero_from_itself_and_far_from_a_randomised_models(tiny_hand
     assert len(table) == 4 * 3  # every step × every layer
     floor = table[(table["randomised"] == "block1") & (table["layer"] == "block3")]["nissim"].item()
     assert floor > 0.1
-    same = sanity.floor(tiny_handle, tiny_samples, ["block3"])
+    same = sanity.floor(tiny_handle, tiny_samples, ["block3"], seeds=1)
     assert np.isclose(same["nissim"].item(), floor)  # the floor is the cascade's last step
+    assert same["floor_low"].item() == same["floor_high"].item() == same["nissim"].item()
+
+
+def test_the_floor_is_the_mean_over_three_seeds_with_their_spread(tiny_handle, tiny_samples):
+    one = sanity.floor(tiny_handle, tiny_samples, ["block2", "block3"], seeds=1)
+    three = sanity.floor(tiny_handle, tiny_samples, ["block2", "block3"])
+    assert sanity.SEEDS == 3 and (three["seeds"] == 3).all()
+    assert (three["floor_low"] < three["floor_high"]).all()  # other seeds, other random maps
+    assert (three["floor_low"] <= three["nissim"]).all() and (three["nissim"] <= three["floor_high"]).all()
+    assert ((three["floor_low"] <= one["nissim"]) & (one["nissim"] <= three["floor_high"])).all()  # seed 0 among them
+    assert not np.allclose(three["nissim"], one["nissim"])
 
 
 def test_the_sanity_command_writes_its_table(tmp_path, capsys):

@@ -91,13 +91,17 @@ def summary_ci(per_image_table: pd.DataFrame) -> pd.DataFrame:
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def compare_charts(summary: pd.DataFrame, floors: tuple[tuple[str, float], ...]) -> dict:
+def compare_charts(
+    summary: pd.DataFrame, floors: tuple[tuple[str, float], ...], bands: tuple[tuple[str, float, float], ...] = ()
+) -> dict:
     """The Compare page's figures of ``summary`` (name → plotly figure; the random-weights ``floors`` drawn on MOD
-    vs eps), built once per summary: a model added back or a page revisited draws them without rebuilding."""
+    vs eps, their spread over seeds, ``bands``, shaded), built once per summary: a model added back or a page
+    revisited draws them without rebuilding."""
     from gcdash import plots
 
+    spread = {model: (low, high) for model, low, high in bands}
     charts = {
-        "mod_vs_eps": plots.with_floor(plots.mod_bands(summary), dict(floors)),
+        "mod_vs_eps": plots.with_floor(plots.mod_bands(summary), dict(floors), spread),
         "vid": plots.vid_bars(summary),
         "accuracy": plots.accuracy_curves(summary),
         "mod_vs_accuracy_drop": plots.mod_vs_drop(summary),
@@ -117,7 +121,8 @@ def clear_tables() -> None:
 def floor(
     key: str, _handle: ModelHandle, _samples: Samples, layers: tuple[str, ...], method: str, params: tuple
 ) -> pd.DataFrame:
-    """The sanity floor of ``layers`` (:func:`gcdash.sanity.floor`): two CAM passes per image, once per process."""
+    """The sanity floor of ``layers`` (:func:`gcdash.sanity.floor`, over its 3 seeds): four CAM passes per image,
+    once per process."""
     from gcdash import sanity
 
     return sanity.floor(_handle, _samples, list(layers), method, params=dict(params))

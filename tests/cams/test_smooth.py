@@ -104,3 +104,18 @@ def test_at_a_layer_before_global_pooling_and_a_linear_head_the_noise_still_matt
     plusplus = cams.compute(handle, x, "default", "gradcampp")
     assert max_diff(smooth(handle, x, sigma=0.0, samples=3, layers="default"), plusplus) < 1e-5
     assert max_diff(smooth(handle, x, sigma=0.15, samples=4, layers="default"), plusplus) > 1e-2
+
+
+def test_alpha_keeps_the_librarys_1e6_which_matters_where_gradients_are_small():
+    """The stated definition: α = g² / (2g² + Σ_ab A·g³ + 1e-6), pytorch-grad-cam's; at stem-like gradient scales
+    (|g| ~ 1e-4) the constant dominates the denominator, so leaving it out would give other weights."""
+    from gcdash.cams.smooth import plusplus_weights
+
+    rng = np.random.default_rng(0)
+    acts = rng.random((2, 4, 5, 5)).astype(np.float32)
+    g = (rng.standard_normal((2, 4, 5, 5)) * 1e-4).astype(np.float32)
+    ours = plusplus_weights(acts, g, g * g, g * g * g)
+    library = GradCAMPlusPlus(torch.nn.Conv2d(1, 1, 1), target_layers=[]).get_cam_weights(None, None, None, acts, g)
+    np.testing.assert_allclose(ours, library, rtol=1e-6)
+    bare = np.maximum(g, 0) * np.where(g != 0, g * g / (2 * g * g + acts.sum((2, 3), keepdims=True) * g**3), 0)
+    assert not np.allclose(ours, bare.sum(axis=(2, 3)), rtol=0.1)  # the 1e-6 is not negligible at this scale

@@ -193,8 +193,10 @@ def test_layers_page_uses_every_layer():
     assert [t["y"] for t in heatmap["data"]] == [["block1", "block2", "block3"]] * 2
     lines = [t for t in depth["data"] if "floor" not in t["name"]]
     assert len(lines) == 2 * 2  # two models x two eps > 0
-    floors = [t for t in depth["data"] if "random-weights floor" in t["name"]]
+    floors = [t for t in depth["data"] if "random-weights floor" in t["name"] and t.get("fill") != "toself"]
     assert len(floors) == 2 * 2 and all(len(t["customdata"]) == 3 for t in floors)  # each model's floor in each panel
+    bands = [t for t in depth["data"] if t.get("fill") == "toself"]
+    assert len(bands) == 2 * 2 and all(len(t["y"]) == 2 * 3 for t in bands)  # its spread over 3 seeds, shaded
 
 
 def test_methods_page():
