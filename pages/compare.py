@@ -3,7 +3,7 @@ attack, MOD vs accuracy drop, MOD under each map comparison, and the MOD/VID tab
 
 import streamlit as st
 
-from gcdash import results
+from gcdash import evaluate, results
 from gcdash.config import eps_text
 from gcdash.ui import cache, page, report, run
 from gcdash.ui.text import plain
@@ -65,6 +65,21 @@ with page.guard():
         hide_index=True,
         column_config={c: st.column_config.NumberColumn(format="%.4f") for c in mod_vid.columns[len(results.GROUP) :]},
     )
+
+    st.subheader("Robustness, stated as reviewers check it")
+    st.caption(
+        "Accuracy under attack depends on the attack: a 10-step PGD overstates robustness. Here each model at the "
+        "gallery eps under PGD-10, APGD-CE and APGD-DLR (Croce & Hein 2020, 100 steps, AutoAttack's), and the "
+        "per-image worst case over the three; MOD under each attack is taken on its own point (for an image it "
+        "did not fool, APGD's highest-loss iterate), and the worst case carries the strongest attack's MOD."
+    )
+    worst = run.worst_case(sel)
+    if worst is not None:
+        st.dataframe(
+            evaluate.printed(worst), hide_index=True,
+            column_config={c: st.column_config.NumberColumn(format="%.4f") for c in ("accuracy", "mod", "mod_robust")},
+        )  # fmt: skip
+        st.caption("Budgets: " + "; ".join(dict.fromkeys(worst.loc[worst["attack"] != evaluate.WORST, "budget"])))
 
     st.subheader("Downloads")
     run.downloads(

@@ -352,3 +352,24 @@ def downloads(items: dict[str, tuple[Callable[[], bytes | str], str, str]], key:
     """A row of download buttons: label → (data maker, file name, mime); data is made on click."""
     for column, (label, (make, name, mime)) in zip(st.columns(len(items)), items.items()):
         column.download_button(label, make, file_name=name, mime=mime, key=f"{key}.{name}", on_click="ignore")
+
+
+def worst_case(sel: Selection) -> pd.DataFrame | None:
+    """Robust accuracy of the selected models at the gallery eps under PGD-10, APGD-CE and APGD-DLR and the
+    per-image worst case (:func:`gcdash.evaluate.evaluate`), computed when asked for (a button: about 200 gradient
+    passes per image and model) and kept for the session; None until then."""
+    from gcdash import attacks, evaluate
+
+    loaded = handles(sel)
+    config = replace(sel.sweep_configs(tuple(loaded))[0], eps=(0.0, sel.gallery_eps), layers="default")
+    key = f"gcdash.worst.{config.key()}"
+    if key not in st.session_state:
+        passes = sum(attacks.get(a.name).passes(1, attacks.get(a.name).params()) for a in evaluate.DEFAULT_ATTACKS)
+        if not st.button(f"Evaluate the worst case at eps {eps_text(sel.gallery_eps)} ({passes} gradient passes "
+                         "per image and model)", key="cmp.worst"):  # fmt: skip
+            return None
+        with st.spinner("Attacking with PGD-10, APGD-CE and APGD-DLR…"):
+            st.session_state[key] = evaluate.evaluate(
+                config, cache.store(), handles=loaded, samples=samples(sel), device=sel.device
+            )
+    return st.session_state[key]

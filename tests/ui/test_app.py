@@ -581,3 +581,16 @@ def test_the_precision_in_advanced_reaches_the_tables_and_a_cpu_offers_no_fp16()
     refused = app(GALLERY, precision="fp16")
     assert widget(refused, "selectbox", "precision").value == "fp32"
     assert any("precision\\='fp16' is not among the choices; using 'fp32'" in w.value for w in refused.warning)
+
+
+def test_compare_evaluates_the_worst_case_when_asked_with_its_budgets():
+    at = app("pages/compare.py")
+    worst_button = next(b for b in at.button if b.label.startswith("Evaluate the worst case"))
+    assert "212 gradient passes per image and model" in worst_button.label  # 10 (PGD-10) + 2 × 101 (APGD)
+    worst_button.click().run()
+    assert_clean(at)
+    table = next(d.value for d in at.dataframe if "n_robust" in d.value.columns)
+    assert list(table["attack"])[:4] == ["pgd", "apgd-ce", "apgd-dlr", "worst case"]
+    for _, g in table.groupby("model"):
+        assert g["accuracy"].iloc[3] <= g["accuracy"].iloc[:3].min()
+    assert any("apgd-ce restarts=1 seed=0 steps=100" in c.value for c in at.caption)
