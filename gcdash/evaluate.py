@@ -52,7 +52,7 @@ def attack_rows(table: pd.DataFrame, attack: AttackConfig) -> pd.DataFrame:
 
 def worst_case(tables: dict[str, pd.DataFrame], rows: pd.DataFrame) -> pd.DataFrame:
     """Per (model, layer, eps): the share of labelled images no attack fooled, with MOD of the strongest attack
-    (the one of lowest accuracy, named in ``budget``)."""
+    (the one of lowest accuracy, of highest MOD among equals; named in ``budget``)."""
     keys = ["model", "layer", "eps", "image_id"]
     robust = None
     for name, table in tables.items():
@@ -63,7 +63,7 @@ def worst_case(tables: dict[str, pd.DataFrame], rows: pd.DataFrame) -> pd.DataFr
     out = []
     for (model, layer, eps), held in every:
         mine = rows[(rows["model"] == model) & (rows["layer"] == layer) & (rows["eps"] == eps)]
-        strongest = mine.loc[mine["accuracy"].idxmin()]
+        strongest = mine.sort_values(["accuracy", "mod"], ascending=[True, False], kind="stable").iloc[0]
         out.append({
             "model": model, "layer": layer, "eps": eps, "attack": WORST,
             "budget": f"per image over {', '.join(tables)}; MOD of the strongest, {strongest['attack']}",
