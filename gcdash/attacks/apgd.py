@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcdash.attacks.base import IterativeAttack, check_pixels, resolve_labels
+from gcdash.attacks.base import IterativeAttack
 from gcdash.errors import GcdashError
 from gcdash.models.handle import eval_mode
 from gcdash.seeding import per_image_uniform
@@ -130,22 +130,15 @@ class Apgd(IterativeAttack):
     def passes(self, n_eps: int, params: dict[str, Any]) -> int:
         return (int(params["steps"]) + 1) * int(params["restarts"]) * n_eps
 
-    def state(
-        self, net: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, eps: float | None, **params: Any
-    ) -> torch.Tensor:
-        check_pixels(x)
-        eps = float(eps or 0.0)
-        if eps == 0:
-            return x.clone()
+    def run(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **params: Any) -> torch.Tensor:
         with eval_mode(net):
-            y = resolve_labels(net, x, y)
             steps, seed = int(params["steps"]), int(params["seed"])
             out, fooled, best = apgd(net, x, y, eps, steps, self.loss, seed)
-            for run in range(1, int(params["restarts"])):
+            for restart in range(1, int(params["restarts"])):
                 todo = (~fooled).nonzero()[:, 0]
                 if not len(todo):
                     break
-                again, hit, loss = apgd(net, x[todo], y[todo], eps, steps, self.loss, seed + run)
+                again, hit, loss = apgd(net, x[todo], y[todo], eps, steps, self.loss, seed + restart)
                 keep = hit | (loss > best[todo])  # fooled now, or a higher loss than any run before
                 out[todo[keep]], fooled[todo[hit]], best[todo[keep]] = again[keep], True, loss[keep]
         return out

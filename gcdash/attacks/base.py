@@ -145,10 +145,24 @@ class DirectionAttack(Attack):
 
 
 class IterativeAttack(Attack):
-    """The adversarial image itself is the state, one per (image, eps)."""
+    """The adversarial image itself is the state, one per (image, eps): :meth:`run` makes it from images in
+    [0, 1], their labels resolved (−1: the clean prediction) and eps > 0 (eps = 0 is ``x`` itself)."""
 
     per_eps = True
     stored_dtype = torch.float32
+
+    def state(
+        self, net: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, eps: float | None, **params: Any
+    ) -> torch.Tensor:
+        check_pixels(x)
+        eps = float(eps or 0.0)
+        if eps == 0:
+            return x.clone()
+        return self.run(net, x, resolve_labels(net, x, y), eps, **params)
+
+    @abstractmethod
+    def run(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **params: Any) -> torch.Tensor:
+        """The adversarial images of ``x`` (labels ``y``) at ``eps`` > 0."""
 
     def apply(self, x: torch.Tensor, state: torch.Tensor, eps: float) -> torch.Tensor:
         return x.clone() if eps == 0 else state.to(x.device, x.dtype)

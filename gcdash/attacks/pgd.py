@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gcdash.attacks.base import IterativeAttack, check_pixels, loss_gradient, perturb, resolve_labels
+from gcdash.attacks.base import IterativeAttack, loss_gradient, perturb
 from gcdash.errors import GcdashError
 from gcdash.seeding import per_image_uniform
 
@@ -44,16 +44,9 @@ class Pgd(IterativeAttack):
     def passes(self, n_eps: int, params: dict[str, Any]) -> int:
         return int(params["steps"]) * n_eps
 
-    def state(
-        self, net: nn.Module | None, x: torch.Tensor, y: torch.Tensor | None, eps: float | None, **params: Any
-    ) -> torch.Tensor:
-        check_pixels(x)
-        eps = float(eps or 0.0)
-        if eps == 0:
-            return x.clone()
+    def run(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, **params: Any) -> torch.Tensor:
         steps = int(params["steps"])
         alpha = float(params["step_size"]) or 2.5 * eps / steps
-        y = resolve_labels(net, x, y)
         lo, hi = x - eps, x + eps
         adv = x.clone()
         if params["random_start"]:
