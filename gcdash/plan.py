@@ -69,13 +69,14 @@ def load_handles(
     """Each model of ``config`` on ``device`` (taken from ``loaded`` where it is there, else loaded), its layer
     selection checked and, for a transfer attack, that its source fits it (errors before any work). A source among
     the models is used with their weights; another one is loaded with its default weights and returned too."""
+    from gcdash import precision as precisions
     from gcdash.engine.attack import checked_source
 
     handles = dict(loaded or {})
     for spec in config.models:
         handle = (handles.get(spec.name) or load_handle(spec, device)).to(device)
         handle.resolve_layers(config.layers)
-        handle.at_precision(config.precision)  # a precision the device cannot run: refused before any work
+        precisions.get(config.precision).check(device, f"model {spec.name}")  # refused before any work
         handles[spec.name] = handle
     source = config.attack.source
     if source:

@@ -108,6 +108,8 @@ def test_a_model_engine_takes_both_handles_at_its_precision(tiny_handle, store):
     engine = ModelEngine(tiny_handle, store, precision="bf16")
     assert engine.handle.precision == "bf16" and engine.cam.handle is engine.handle
     assert engine.adversary.handle is engine.handle
+    itself = ModelEngine(tiny_handle, store, source=tiny_handle, precision="bf16")
+    assert itself.adversary.source is None  # the same weights at another precision are no transfer
 
 
 def test_a_cam_precision_attacks_at_fp32_and_shares_fp32s_directions(tiny_handle, tiny_samples, store):

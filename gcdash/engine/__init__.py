@@ -63,8 +63,7 @@ class ModelEngine:
     ) -> None:
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
-        handle = handle.at_precision(precision)
-        source = None if source is None else source.at_precision(precision)
+        handle = handle.at_precision(precision)  # the source is taken at the attack's precision by Adversary
         self.handle, self.store, self.batch_size = handle, store, batch_size
         self.cells = Cells(handle, method, params, target)
         self.adversary = Adversary(handle, store, attack or AttackConfig(), source)

@@ -141,7 +141,7 @@ class CleanGradient:
 
 def checked_source(handle: ModelHandle, source: ModelHandle | None) -> ModelHandle | None:
     """A transfer source must take the same images and name the same classes; the model itself is no transfer."""
-    if source is None or source.digest == handle.digest:
+    if source is None or source.weights == handle.weights:  # the same weights at any precision: no transfer
         return None
     if tuple(source.input_size) != tuple(handle.input_size) or source.crop != handle.crop:
         raise GcdashError(
