@@ -53,7 +53,7 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument(
         "--dissimilarity", default="nissim",
-        help="comma-separated map comparisons: nissim (always), spearman, topk (default: nissim)",
+        help="comma-separated map comparisons: nissim (always), spearman, topk, lens-topk (default: nissim)",
     )  # fmt: skip
     p.add_argument(
         "--dissimilarity-param", action="append", default=[], metavar="NAME.PARAM=VALUE",
@@ -63,6 +63,10 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--faithfulness", action="store_true",
         help="deletion and insertion areas of every map (Petsiuk et al. 2018): 34 forward passes per map",
+    )  # fmt: skip
+    p.add_argument(
+        "--stability", action="store_true",
+        help="RIS, ROS (Agarwal et al. 2022) and Max-Sensitivity (Yeh et al. 2019) of every pair: no extra pass",
     )  # fmt: skip
     p.add_argument(
         "--transfer", action="store_true",
@@ -208,6 +212,7 @@ def build_config(args: argparse.Namespace):
         attack=_attack(args),
         comparisons=_comparisons(args),
         faithfulness=bool(getattr(args, "faithfulness", False)),
+        stability=bool(getattr(args, "stability", False)),
         precision=getattr(args, "precision", "fp32"),
     )
 
@@ -360,6 +365,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fragility_arguments(p: argparse.ArgumentParser) -> None:
+    _sweep_arguments(p)
+    p.add_argument(
+        "--attacks", default="fgsm,pgd,expl-topk,noise",
+        help="attacks to compare, each at its defaults (default: fgsm,pgd,expl-topk,noise)",
+    )  # fmt: skip
+    p.set_defaults(eps="8/255")
+
+
+def run_fragility(args: argparse.Namespace) -> int:
+    """MOD with the prediction kept under each attack, beside the noise control and the random-weights floor, with
+    RIS/ROS/Max-Sensitivity and a sentence per model: print them and write ``fragility.csv``."""
+    from gcdash import fragility, plan
+    from gcdash.config import AttackConfig
+    from gcdash.store import Store
+
+    config = build_config(args)
+    runs = [AttackConfig(name.strip()) for name in args.attacks.split(",") if name.strip()]
+    out = plan.check_out_dir(args.out)
+    store = Store(args.cache)
+    store.check()
+    floors = fragility.floors_of(fragility.model_floors(config, args.device, args.batch_size))
+    table = fragility.fragility(config, store, runs, floors, device=args.device, batch_size=args.batch_size)
+    table.to_csv(out / "fragility.csv", index=False)
+    print(fragility.printed(table).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
+    for model, sentence in fragility.sentences(table).items():
+        print(f"\n{model}: {sentence}")
+    print(f"\nwrote {out}/fragility.csv ({len(table)} rows)")
+    return 0
+
+
 def _sanity_arguments(p: argparse.ArgumentParser) -> None:
     _sweep_arguments(p)
     p.set_defaults(layers="all", eps="0")
@@ -418,6 +454,11 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Comman
         "robust accuracy under PGD, APGD-CE and APGD-DLR, the per-image worst case, and MOD under the strongest",
         _evaluate_arguments,
         run_evaluate,
+    ),
+    "fragility": (
+        "MOD with the prediction kept (explanation attacks) beside FGSM, PGD, noise and the floor; RIS/ROS",
+        _fragility_arguments,
+        run_fragility,
     ),
     "methods": ("list the CAM methods, their parameters and cost", lambda p: None, list_methods),
     "attacks": ("list the attacks, their parameters and cost", lambda p: None, list_attacks),

@@ -133,6 +133,7 @@ class SweepConfig:
     comparisons: tuple[CompareConfig, ...] = (NISSIM,)
     faithfulness: bool = False  # deletion / insertion areas of every map (gcdash.metrics.faithfulness)
     precision: str = "fp32"  # of the model passes (gcdash.precision): fp32, bf16, fp16 (CUDA)
+    stability: bool = False  # RIS, ROS and Max-Sensitivity of every pair (gcdash.metrics.stability)
 
     def __post_init__(self) -> None:
         from gcdash import precision
@@ -143,11 +144,12 @@ class SweepConfig:
         precision.get(self.precision)
 
     def key(self) -> str:
-        """A stable 16-hex-digit digest of the configuration (``faithfulness`` counts only when on and
+        """A stable 16-hex-digit digest of the configuration (``faithfulness`` and ``stability`` count only when on,
         ``precision`` only when not fp32, so the keys of sweeps made before they existed stay the same)."""
         fields = asdict(self)
-        if not fields["faithfulness"]:
-            del fields["faithfulness"]
+        for flag in ("faithfulness", "stability"):
+            if not fields[flag]:
+                del fields[flag]
         if fields["precision"] == "fp32":
             del fields["precision"]
         text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)

@@ -54,7 +54,8 @@ def _labelled(table: pd.DataFrame, config: SweepConfig, name: str) -> pd.DataFra
     ):  # fmt: skip
         table.insert(0, column, value)
     extras = [c.name for c in config.comparisons[1:]]
-    located = [c for c in results.FAITHFULNESS_COLUMNS + results.LOCALISATION_COLUMNS if c in table]
+    known = results.FAITHFULNESS_COLUMNS + results.LOCALISATION_COLUMNS + results.STABILITY_COLUMNS
+    located = [c for c in known if c in table]
     return table[results.PER_IMAGE_COLUMNS + extras + located]
 
 

@@ -1,8 +1,9 @@
 """Adversarial attacks in pixel space, as a registry: ``names()``, ``get(name)``, :func:`attack`.
 
 Shipped: ``fgsm`` (the paper's, one gradient for every eps), ``pgd`` (L∞, Madry et al.), ``noise`` (random signs
-at the same budget: the control), and ``apgd-ce`` / ``apgd-dlr`` (Croce & Hein 2020, AutoAttack's: the worst-case
-evaluation, ``python -m gcdash evaluate``). Gradient attacks take ``source=MODEL``: the perturbation is crafted on
+at the same budget: the control), ``apgd-ce`` / ``apgd-dlr`` (Croce & Hein 2020, AutoAttack's: the worst-case
+evaluation, ``python -m gcdash evaluate``), and ``expl-topk`` / ``expl-mass`` (Ghorbani et al. 2019: move the
+Grad-CAM map, keep the prediction). Gradient attacks take ``source=MODEL``: the perturbation is crafted on
 another registered model (a transfer attack). Adding an attack is one short file: a subclass of
 :class:`~gcdash.attacks.base.DirectionAttack` or :class:`~gcdash.attacks.base.IterativeAttack`, registered here.
 """
@@ -26,6 +27,7 @@ from gcdash.attacks.base import (
     perturb,
     resolve_labels,
 )
+from gcdash.attacks.explanation import ExplMass, ExplTopK
 from gcdash.attacks.fgsm import Fgsm, fgsm_direction
 from gcdash.attacks.noise import Noise
 from gcdash.attacks.pgd import Pgd
@@ -34,7 +36,7 @@ from gcdash.models.handle import eval_mode
 from gcdash.registry import Registry
 
 ATTACKS: Registry[Attack] = Registry("attack")
-for _cls in (Fgsm, Pgd, Noise, ApgdCe, ApgdDlr):
+for _cls in (Fgsm, Pgd, Noise, ApgdCe, ApgdDlr, ExplTopK, ExplMass):
     ATTACKS.add(_cls.name, _cls())
 
 

@@ -87,6 +87,8 @@ class Attack(Configurable, ABC):
     #: clean CAM pass's forward
     gradient_state: ClassVar[bool] = False
     stored_dtype: ClassVar[torch.dtype] = torch.int8
+    #: whether it attacks the explanation and keeps the prediction (:mod:`gcdash.attacks.explanation`)
+    on_explanation: ClassVar[bool] = False
     #: how a default is shown in listings where its value stands for something else (PGD's step_size 0)
     shown_defaults: ClassVar[dict[str, str]] = {}
 
@@ -99,6 +101,12 @@ class Attack(Configurable, ABC):
 
     def takes(self) -> list[str]:
         return sorted([*self.defaults, *([SOURCE] if self.uses_model else [])])
+
+    def bind(self, handle: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as they apply to the model ``handle`` that crafts the attack (a
+        :class:`~gcdash.models.handle.ModelHandle`): the explanation attacks name its default layer here. The
+        default: ``params`` unchanged."""
+        return params
 
     @abstractmethod
     def passes(self, n_eps: int, params: dict[str, Any]) -> int:

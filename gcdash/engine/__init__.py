@@ -60,6 +60,7 @@ class ModelEngine:
         faithfulness: Faithfulness | None = None,
         keep_maps: str = "all",
         precision: str = "fp32",
+        stability: bool = False,
     ) -> None:
         if batch_size < 1:
             raise GcdashError(f"batch size must be ≥ 1, got {batch_size}")
@@ -68,7 +69,7 @@ class ModelEngine:
         self.cells = Cells(handle, method, params, target)
         self.adversary = Adversary(handle, store, attack or AttackConfig(), source)
         self.cam = CamPasses(handle, store, self.cells, self.adversary, keep_maps)
-        self.scoring = Scoring(configured(Wanted(tuple(comparisons), faithfulness)), store, self.cam)
+        self.scoring = Scoring(configured(Wanted(tuple(comparisons), faithfulness, stability)), store, self.cam)
 
     @property
     def passes(self) -> int:
@@ -106,7 +107,7 @@ class ModelEngine:
             handle, store, config.cam.method, dict(config.cam.params), config.target,
             attack=config.attack, comparisons=config.comparisons, source=source, batch_size=batch_size,
             faithfulness=Faithfulness() if config.faithfulness else None, keep_maps=keep_maps,
-            precision=config.precision,
+            precision=config.precision, stability=config.stability,
         )  # fmt: skip
 
     def table(

@@ -29,12 +29,12 @@ class Adversary:
     def __init__(self, handle: ModelHandle, store: Store, attack: AttackConfig, source: ModelHandle | None) -> None:
         self.handle, self.store = handle, store
         self.attack = attacks.get(attack.name)
-        self.params = self.attack.params(**dict(attack.params))
-        self.key = self.attack.key(self.params)
         source = checked_source(handle, source) if self.attack.uses_model else None
         at = precisions.get(handle.precision).attack or handle.precision  # a "-cam" precision attacks at fp32
         self.source = None if source is None else source.at_precision(at)
         self.own = handle.at_precision(at)  # the attacked model as its own attack runs it
+        self.params = self.attack.bind(self.crafter, self.attack.params(**dict(attack.params)))
+        self.key = self.attack.key(self.params)
         self.passes = self.shared = 0
 
     @property

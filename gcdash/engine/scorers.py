@@ -6,7 +6,9 @@
 - ``faithfulness``: deletion and insertion areas of each map on the image it explains (Petsiuk et al., BMVC 2018;
   :mod:`gcdash.metrics.faithfulness`), when the sweep asks for them; the only scorer that runs the model;
 - ``localisation``: pointing game and mass inside the object mask (:mod:`gcdash.metrics.localisation`), where the
-  images come with masks.
+  images come with masks;
+- ``stability``: RIS, ROS and Max-Sensitivity of each pair (:mod:`gcdash.metrics.stability`), when the sweep asks
+  for them.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gcdash.engine.batch import Batch, Cell, ScoreKey
 from gcdash.engine.passes import require_finite
 from gcdash.engine.scoring import SCORERS, Context, Maps, MapScorer, Wanted
 from gcdash.metrics import faithfulness as faith
+from gcdash.metrics import stability
 from gcdash.metrics.compare import EmptyMaps
 from gcdash.metrics.localisation import LOCALISATION
 
@@ -161,3 +164,55 @@ class Localisation(MapScorer):
     ) -> dict[str, np.ndarray]:
         shown, masks = maps(cell[0], idx), batch.masks[idx].to(ctx.handle.device)
         return {score: measure(shown, masks) for score, measure in LOCALISATION.items()}
+
+
+@SCORERS.register("stability")
+class Stability:
+    """RIS, ROS and one sample of Max-Sensitivity (:mod:`gcdash.metrics.stability`) of each (clean, attacked) pair
+    of maps, from what the sweep already has: both maps, both images, both logits (no pass of its own). Columns
+    ``ris``, ``ros`` (NaN where the attack changed the top-1, as Quantus has them) and ``max_sens``; NaN for a pair
+    with an all-zero map."""
+
+    name, pairs, separable = "stability", True, False
+    scores = ("ris", "ros", "max_sens")
+
+    def __init__(self) -> None:
+        self.passes = 0
+
+    @classmethod
+    def configured(cls, wanted: Wanted) -> Stability | None:
+        return cls() if wanted.stability else None
+
+    def key(self) -> list:
+        return [self.name, stability.EPS_MIN]
+
+    def wants(self, batch: Batch) -> bool:
+        return True
+
+    def keys(self, ctx: Context, batch: Batch, cell: Cell) -> dict[str, list[str]]:
+        eps, layer = cell
+        size, settings = tuple(batch.x.shape[-2:]), keys.short(self.key())
+        maps = list(zip(ctx.cells.maps(batch, 0.0, layer), ctx.cells.maps(batch, eps, layer)))
+        return {s: [keys.pair(a, b, size, f"{settings}:{s}") for a, b in maps] for s in self.scores}
+
+    def score(
+        self, ctx: Context, batch: Batch, cell: Cell, idx: list[int], names: Sequence[str], maps: Maps
+    ) -> dict[str, np.ndarray]:
+        eps, _ = cell
+        clean, attacked = maps(0.0, idx), maps(eps, idx)
+        x, x_adv = (ctx.images(batch, e, idx).to(clean.device) for e in (0.0, eps))
+        h, h_adv = (torch.from_numpy(batch.logits[e][idx]).to(clean.device) for e in (0.0, eps))
+        changed = h.argmax(dim=1) != h_adv.argmax(dim=1)
+        empty = (clean.flatten(1).amax(1) <= 0) | (attacked.flatten(1).amax(1) <= 0)
+        values = {
+            "ris": stability.ris(x, x_adv, clean, attacked, changed),
+            "ros": stability.ros(h, h_adv, clean, attacked, changed),
+            "max_sens": stability.sensitivity(clean, attacked),
+        }
+        return {s: torch.where(empty, torch.nan, v).cpu().numpy() for s, v in values.items()}
+
+    def columns(self) -> list[str]:
+        return list(self.scores)
+
+    def block(self, scores: Mapping[ScoreKey, np.ndarray], eps: float, layer: str) -> dict[str, np.ndarray]:
+        return {s: scores[(s, eps, layer)] for s in self.scores}

@@ -51,10 +51,12 @@ def read(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Wanted:
-    """What a sweep asks of the scorers: its comparisons, and deletion / insertion settings (None: not asked)."""
+    """What a sweep asks of the scorers: its comparisons, deletion / insertion settings (None: not asked), and
+    whether the stability measures."""
 
     comparisons: tuple[CompareConfig, ...]
     faithfulness: Faithfulness | None = None
+    stability: bool = False  # RIS, ROS, Max-Sensitivity of each pair (gcdash.metrics.stability)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 - Map comparisons as a registry (:mod:`gcdash.metrics.compare`): ``dissimilarities()`` and
   ``dissimilarity(name, a, b, **params)`` → float64 (N,) in [0, 1], 0 = the same map: ``nissim`` (the paper's),
-  ``spearman``, ``topk``.
+  ``spearman``, ``topk``, ``lens-topk``.
 - ``mod``: Mean Observed Dissimilarity, the mean dissimilarity over the attacked images at one eps.
 - ``vid``: Variation in Dissimilarity, the population std of MOD over the eps > 0 levels.
 """
@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from gcdash.metrics.compare import Comparison, Nissim, Spearman, TopK
+from gcdash.metrics.compare import Comparison, LensTopK, Nissim, Spearman, TopK
 from gcdash.metrics.structural import ArrayLike, nissim, nissim_from_ssim, ssim
 from gcdash.registry import Registry
 
 COMPARISONS: Registry[Comparison] = Registry("comparison")
-for _cls in (Nissim, Spearman, TopK):
+for _cls in (Nissim, Spearman, TopK, LensTopK):
     COMPARISONS.add(_cls.name, _cls())
 
 

@@ -7,6 +7,7 @@ on any device, in float64.
   (Ghorbani et al., AAAI 2019, "Interpretation of neural networks is fragile").
 - ``topk``: ``1 − |T_k(a) ∩ T_k(b)| / k``, the share of the top-k pixels of one map missing from the other's
   (Ghorbani et al.'s top-k intersection).
+- ``lens-topk``: top-k that counts a top pixel moved by up to ``radius`` pixels as kept (Kamath et al., AAAI 2024).
 
 Constant maps (an all-zero CAM, say) are defined, never NaN: Spearman's ρ of two constant maps is 1 (neither
 orders any pixel, so they agree) and of one constant map against a varying one 0 (no relation); top-k breaks ties
@@ -133,9 +134,49 @@ class TopK(Comparison):
         k = max(1, round(float(params.get("share", self.defaults["share"])) * a.shape[-1] * a.shape[-2]))
         out = []
         for x, y in _chunks(a, b):
-            top = [v.sort(dim=1, descending=True, stable=True).indices[:, :k] for v in (x, y)]
-            masks = [torch.zeros_like(x, dtype=torch.bool).scatter_(1, t, True) for t in top]
+            masks = [top_masks(v, k) for v in (x, y)]
             out.append((masks[0] & masks[1]).sum(1).double() / k)
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def dissimilarity(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip(1.0 - np.asarray(raw, dtype=np.float64), 0.0, 1.0)
+
+
+def top_masks(v: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, P) → bool (N, P): each row's k highest entries, ties broken by index (as :class:`TopK`)."""
+    top = v.sort(dim=1, descending=True, stable=True).indices[:, :k]
+    return torch.zeros_like(v, dtype=torch.bool).scatter_(1, top, True)
+
+
+class LensTopK(Comparison):
+    """Locality-sensitive top-k (Kamath et al., "Rethinking robustness of model attributions", AAAI 2024):
+    ``1 − |W_r(T_k(a)) ∩ T_k(b)| / k``, ``W_r`` the pixels within a (2r + 1)×(2r + 1) window of any of the clean
+    map's top-k pixels (their "w-LENS-recall@k", w = 2r + 1; 3-LENS is ``radius`` 1). A top pixel that moved by up
+    to ``radius`` pixels still counts as kept, so a map whose top set shifted one cell reads apart from a map that
+    moved; ``radius`` 0 is :class:`TopK` exactly. ``k = round(share · H·W)`` (at least 1)."""
+
+    name, label = "lens-topk", "LENS top-k pixels lost (locality r)"
+    paper = "Kamath et al., AAAI 2024"
+    defaults: ClassVar[dict[str, Any]] = {"share": 0.02, "radius": 1}
+
+    def check(self, params: dict[str, Any]) -> None:
+        if not 0 < params["share"] <= 1:
+            raise GcdashError(f"lens-topk share must be in (0, 1], got {params['share']}")
+        if params["radius"] < 0:
+            raise GcdashError(f"lens-topk radius must be ≥ 0 pixels, got {params['radius']}")
+
+    def raw(self, a: torch.Tensor, b: torch.Tensor, **params: Any) -> np.ndarray:
+        a, b = _as_maps(a, b)
+        height, width = a.shape[-2:]
+        share, radius = (float(params.get(n, self.defaults[n])) for n in ("share", "radius"))
+        k, r = max(1, round(share * height * width)), int(radius)
+        out = []
+        for x, y in _chunks(a, b):
+            near = top_masks(x, k).view(-1, 1, height, width).float()
+            if r:
+                near = torch.nn.functional.max_pool2d(near, 2 * r + 1, stride=1, padding=r)
+            kept = (near.flatten(1) > 0) & top_masks(y, k)
+            out.append(kept.sum(1).double() / k)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
     def dissimilarity(self, raw: np.ndarray) -> np.ndarray:

@@ -28,6 +28,9 @@ VID_COLUMNS = [*GROUP, "vid"]
 LOCALISATION_COLUMNS = ["hit_clean", "hit_adv", "mass_clean", "mass_adv"]
 #: Deletion / insertion areas (:mod:`gcdash.metrics.faithfulness`) where the sweep asked for them; summary: means.
 FAITHFULNESS_COLUMNS = ["del_clean", "del_adv", "ins_clean", "ins_adv"]
+#: RIS, ROS, Max-Sensitivity (:mod:`gcdash.metrics.stability`) where the sweep asked for them; summary: means over
+#: the images that have one (RIS and ROS: those whose top-1 the attack kept), and their count in ``n_stable``.
+STABILITY_COLUMNS = ["ris", "ros", "max_sens"]
 #: Clean / attacked pairs of per-image scores. A summary averages the clean score over every clean map that has one
 #: (an all-zero map has none), so it is one number per (model, layer), the same on every eps row; the attacked score
 #: over the images that have both, so "after" describes images whose "before" is known.
@@ -215,6 +218,11 @@ class StreamingSummary:
             if clean in g:
                 mean_of(clean, g[clean])
                 mean_of(adv, g[adv], g[[clean, adv]].notna().all(axis=1).to_numpy())
+        for name in STABILITY_COLUMNS:
+            if name in g:
+                mean_of(name, g[name])
+        if "ris" in g:
+            out["n_stable:sum"] = g["ris"].notna().to_numpy(dtype=np.float64)
         if "hit_clean" in g:
             both = g[["hit_clean", "hit_adv"]].notna().all(axis=1).to_numpy()
             moved = ((g["hit_clean"] == 1) & (g["hit_adv"] == 0)).to_numpy()
@@ -229,7 +237,8 @@ class StreamingSummary:
         located = [c for c in LOCALISATION_COLUMNS if c in seen]
         located += ["moved_off"] if located else []
         faithful = [c for c in FAITHFULNESS_COLUMNS if c in seen]
-        columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras] + faithful + located
+        stable = [c for c in STABILITY_COLUMNS if c in seen] + (["n_stable"] if "ris" in seen else [])
+        columns = SUMMARY_COLUMNS + [f"mod_{name}" for name in extras] + faithful + located + stable
         if self._sums is None:
             return pd.DataFrame(columns=columns)
         sums = self._sums.loc[list(self._order)]
@@ -239,6 +248,8 @@ class StreamingSummary:
             if column == "nissim_std":
                 spread = [self._spread.get(key) for key in self._order]
                 out[column] = [np.sqrt(s[2] / s[0]) if s and s[0] else np.nan for s in spread]
+            elif column == "n_stable":
+                out[column] = sums["n_stable:sum"].to_numpy().astype(int)
             elif column in ("zero_rate", "flip_rate"):
                 out[column] = (sums[f"{column}:sum"] / sums["n"]).to_numpy()
             else:

@@ -240,6 +240,7 @@ PARAM_WIDGETS: dict[type, Callable[..., Any]] = {
     bool: lambda label, name, help=None: bound(st.checkbox, label, name, help=help),
     int: lambda label, name, help=None: bound(st.number_input, label, name, step=1, help=help),
     float: lambda label, name, help=None: bound(st.number_input, label, name, step=0.001, format="%.4f", help=help),
+    str: lambda label, name, help=None: bound(st.text_input, label, name, help=help),
 }
 
 

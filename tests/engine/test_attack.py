@@ -84,3 +84,24 @@ def test_an_attack_that_needs_its_own_passes_shares_none(tiny_handle, tiny_sampl
     clean_only = small(tiny_handle, store, attack=AttackConfig("fgsm"))
     clean_only.table(tiny_samples, [0.0])
     assert clean_only.shared == 0  # no attacked image asked for: no attack gradient taken
+
+
+def test_an_explanation_attack_through_the_engine_keeps_predictions_and_runs_the_passes_the_plan_predicts(
+    tiny_handle, tiny_samples, store
+):
+    from gcdash import plan
+    from gcdash.config import AttackConfig, CamConfig
+
+    attack = AttackConfig("expl-topk", (("steps", 2),))
+    engine = small(tiny_handle, store, attack=attack)
+    counted, hook = counting(tiny_handle)
+    table = engine.table(tiny_samples, EPS, ["block2"])
+    hook.remove()
+    cost = plan.cost(tuple(EPS), attack, CamConfig())
+    assert engine.passes == sum(counted) == len(tiny_samples) * cost.one_pass_per_input == len(tiny_samples) * (3 + 10)
+    attacked = table[table["eps"] > 0]
+    assert (attacked["pred_adv"] == attacked["pred_clean"]).mean() >= 0.95
+    assert engine.adversary.params["layer"] == tiny_handle.default_layer  # bound to the model's default layer
+    again = small(tiny_handle, store, attack=attack)
+    pd.testing.assert_frame_equal(again.table(tiny_samples, EPS, ["block2"]), table)
+    assert again.passes == 0  # cached

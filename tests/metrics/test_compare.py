@@ -14,8 +14,8 @@ def _maps(n: int = 6, seed: int = 0, shape=(24, 20)) -> np.ndarray:
 
 
 def test_the_registry_lists_the_shipped_comparisons():
-    assert metrics.dissimilarities() == ["nissim", "spearman", "topk"]
-    with pytest.raises(GcdashError, match="unknown comparison 'ssim'; choose from: nissim, spearman, topk"):
+    assert metrics.dissimilarities() == ["nissim", "spearman", "topk", "lens-topk"]
+    with pytest.raises(GcdashError, match="unknown comparison 'ssim'; choose from: nissim, spearman, topk, lens-topk"):
         metrics.comparison("ssim")
 
 
@@ -90,3 +90,43 @@ def test_bad_parameters_are_refused():
         metrics.dissimilarity("topk", _maps(1), _maps(1), share=0.0)
     with pytest.raises(GcdashError, match="has no parameter 'k'"):
         metrics.dissimilarity("topk", _maps(1), _maps(1), k=10)
+
+
+def test_lens_top_k_at_locality_zero_is_top_k():
+    torch.manual_seed(1)
+    a, b = torch.rand(6, 20, 24), torch.rand(6, 20, 24)
+    np.testing.assert_array_equal(
+        metrics.dissimilarity("lens-topk", a, b, radius=0, share=0.05), metrics.dissimilarity("topk", a, b, share=0.05)
+    )
+
+
+def test_lens_top_k_forgives_a_shift_within_its_window_and_not_beyond():
+    a = torch.zeros(1, 30, 30)
+    a[0, 10:13, 10:13] = torch.arange(9, dtype=torch.float32).view(3, 3) + 1
+    one, four = torch.roll(a, 1, dims=2), torch.roll(a, 4, dims=2)
+    share = 9 / 900  # the 9 peak pixels
+    assert metrics.dissimilarity("topk", a, one, share=share)[0] > 0.3
+    assert metrics.dissimilarity("lens-topk", a, one, share=share, radius=1)[0] == 0
+    assert metrics.dissimilarity("lens-topk", a, four, share=share, radius=1)[0] == 1
+    assert metrics.dissimilarity("lens-topk", a, four, share=share, radius=4)[0] == 0
+
+
+def test_lens_top_k_is_the_share_of_the_other_maps_top_pixels_near_the_clean_ones():
+    """Against the definition pixel by pixel: a top pixel of ``b`` counts when a top pixel of ``a`` lies within
+    Chebyshev distance r (Kamath et al.'s w×w window, w = 2r + 1)."""
+    rng = np.random.default_rng(3)
+    a, b = rng.random((3, 12, 15)), rng.random((3, 12, 15))
+    k, r = 18, 1
+    got = metrics.comparison("lens-topk").raw(torch.from_numpy(a), torch.from_numpy(b), share=k / 180, radius=r)
+    for i in range(3):
+        top_a = np.argwhere(np.isin(np.arange(180), np.argsort(-a[i].ravel(), kind="stable")[:k]).reshape(12, 15))
+        top_b = np.argwhere(np.isin(np.arange(180), np.argsort(-b[i].ravel(), kind="stable")[:k]).reshape(12, 15))
+        near = sum(bool((np.abs(top_a - p).max(axis=1) <= r).any()) for p in top_b)
+        assert got[i] == pytest.approx(near / k)
+
+
+def test_lens_top_k_refuses_a_negative_radius():
+    from gcdash.errors import GcdashError
+
+    with pytest.raises(GcdashError, match="radius must be ≥ 0"):
+        metrics.comparison("lens-topk").params(radius=-1)
