@@ -451,3 +451,29 @@ def floor_vs_depth(fig: go.Figure, floor: pd.DataFrame) -> go.Figure:
         lines = (t for t in fig.data if t.legendgroup == f"floor-{model}" and t.fill != "toself")
         next(lines).showlegend = True  # the first panel's copy of the line
     return fig
+
+
+def fragility_bars(table: pd.DataFrame) -> go.Figure:
+    """MOD per model under each attack of a :func:`gcdash.fragility.fragility` table (each model's deepest layer,
+    largest eps): one bar per attack, the share of predictions it kept in the hover and under the bar, and each
+    model's random-weights floor (unrelated maps) as a black mark."""
+    last = pd.concat([g[(g["layer"] == g["layer"].iloc[-1]) & (g["eps"] == g["eps"].max())]
+                      for _, g in table.groupby("model", sort=False)])  # fmt: skip
+    fig = go.Figure()
+    for i, (attack, g) in enumerate(last.groupby("attack", sort=False)):
+        fig.add_bar(
+            x=g["model"], y=g["mod"], name=attack, marker_color=COLORS[i % len(COLORS)],
+            text=[f"kept {k:.0%}" for k in g["kept"]], textposition="outside",
+            hovertemplate="%{x}<br>" + attack + ": MOD %{y:.3f}<br>prediction %{text}<extra></extra>",
+        )  # fmt: skip
+    floors = last.drop_duplicates("model")
+    fig.add_scatter(
+        x=floors["model"], y=floors["floor"], mode="markers", name="random-weights floor",
+        marker={"symbol": "line-ew-open", "size": 40, "line": {"width": 3, "color": "black"}},
+        hovertemplate="%{x}<br>floor (unrelated maps) %{y:.3f}<extra></extra>",
+    )  # fmt: skip
+    eps = ", ".join(dict.fromkeys(eps_text(e) for e in last["eps"]))
+    return fig.update_layout(
+        barmode="group", title=f"MOD under each attack at eps {eps}, beside the floor of unrelated maps",
+        yaxis_title="MOD (mean NISSIM)", xaxis_title="",
+    )  # fmt: skip

@@ -1,9 +1,10 @@
 """Compare models: MOD vs eps with a 95% bootstrap band beside the random-noise control, VID, accuracy under
-attack, MOD vs accuracy drop, MOD under each map comparison, and the MOD/VID table, with CSV and chart downloads."""
+attack, MOD vs accuracy drop, MOD under each map comparison, the MOD/VID table, the worst case, and MOD with the
+prediction kept (the explanation attack), with CSV and chart downloads."""
 
 import streamlit as st
 
-from gcdash import evaluate, results
+from gcdash import evaluate, fragility, plots, results
 from gcdash.config import eps_text
 from gcdash.ui import cache, page, report, run
 from gcdash.ui.text import plain
@@ -81,13 +82,33 @@ with page.guard():
         )  # fmt: skip
         st.caption("Budgets: " + "; ".join(dict.fromkeys(worst.loc[worst["attack"] != evaluate.WORST, "budget"])))
 
+    st.subheader("Explanations moved with the prediction kept")
+    st.caption(
+        "Under the paper's attack most of MOD comes with a changed prediction (the map then explains another class). "
+        "The explanation attack (Ghorbani et al. 2019) keeps each image's top-1 and moves its Grad-CAM map as far "
+        "as it can; beside it FGSM, PGD, the noise control and the random-weights floor (unrelated maps, black). "
+        "RIS / ROS (Agarwal et al. 2022) and Max-Sensitivity (Yeh et al. 2019) as Quantus computes them: lower is "
+        "more stable; RIS and ROS only over images whose prediction the attack kept."
+    )
+    fragile = run.fragility(sel, run.floors(sel))
+    extra = {} if fragile is None else {"fragility": plots.fragility_bars(fragile)}
+    if fragile is not None:
+        st.plotly_chart(extra["fragility"], key="cmp.fragility.chart")
+        for model, sentence in fragility.sentences(fragile).items():
+            st.markdown(f"**{plain(model)}**: {plain(sentence)}")
+            reading.setdefault(model, []).append(sentence)
+        st.dataframe(
+            fragility.printed(fragile), hide_index=True,
+            column_config={c: st.column_config.NumberColumn(format="%.4g") for c in fragility.COLUMNS[5:]},
+        )  # fmt: skip
+
     st.subheader("Downloads")
     run.downloads(
         {
             "summary (CSV)": (lambda: summary.to_csv(index=False), "summary.csv", "text/csv"),
             "MOD/VID (CSV)": (lambda: mod_vid.to_csv(index=False), "mod_vid.csv", "text/csv"),
             "per image (CSV)": (lambda: table.to_csv(index=False), "per_image.csv", "text/csv"),
-            "report (HTML)": (run.report_maker(sel, table, reading), "gcdash-report.html", "text/html"),
+            "report (HTML)": (run.report_maker(sel, table, reading, extra or None), "gcdash-report.html", "text/html"),
         },
         key="cmp.tables",
     )
@@ -95,7 +116,7 @@ with page.guard():
     run.downloads(
         {
             f"{name} ({fmt.label})": (lambda f=fig: fmt.render(f), f"{name}.{fmt.extension}", fmt.mime)
-            for name, fig in charts.items()
+            for name, fig in {**charts, **extra}.items()
         },
         key="cmp.charts",
     )

@@ -39,10 +39,11 @@ def test_a_precision_the_device_cannot_run_is_one_line(tiny_handle):
 def test_an_fp32_config_keeps_the_key_it_had_before_precision_existed():
     config = SweepConfig(models=(ModelSpec("tiny-cnn"),))
     fields = asdict(config)
-    del fields["faithfulness"], fields["precision"]
+    del fields["faithfulness"], fields["precision"], fields["stability"]  # the fields added since, when off
     text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
     assert config.key() == hashlib.sha256(text.encode()).hexdigest()[:16]
     assert SweepConfig(models=(ModelSpec("tiny-cnn"),), precision="bf16").key() != config.key()
+    assert SweepConfig(models=(ModelSpec("tiny-cnn"),), stability=True).key() != config.key()
 
 
 def test_half_precision_passes_run_in_bf16_and_return_float32_logits(tiny_handle):

@@ -90,6 +90,15 @@ def test_the_sidebar_attack_reaches_the_gallery_and_the_url():
     assert any(r"PGD \(L∞\) crafted on tiny\-cnn2 at eps" in c.value for c in at.caption)
 
 
+def test_an_explanation_attack_from_the_sidebar_names_its_layer_in_a_text_box():
+    at = app(attack="expl-topk", **{"a.expl-topk.steps": "2", "a.expl-topk.layer": "block2"})
+    assert_clean(at)
+    assert widget(at, "text_input", "a.expl-topk.layer").value == "block2"
+    assert at.session_state["gcdash.selection"].attack.params == (("layer", "block2"), ("steps", 2))
+    widget(at, "text_input", "a.expl-topk.layer").set_value("nope").run()
+    assert any("no layer 'nope'" in e.value or "unknown layer 'nope'" in e.value for e in at.error)
+
+
 def test_the_landing_page_tells_the_story():
     at = app(None)
     assert_clean(at)
@@ -594,3 +603,17 @@ def test_compare_evaluates_the_worst_case_when_asked_with_its_budgets():
     for _, g in table.groupby("model"):
         assert g["accuracy"].iloc[3] <= g["accuracy"].iloc[:3].min()
     assert any("apgd-ce restarts=1 seed=0 steps=100" in c.value for c in at.caption)
+
+
+def test_compare_moves_the_explanations_with_the_prediction_kept_when_asked():
+    at = app("pages/compare.py")
+    button = next(b for b in at.button if b.label.startswith("Attack the explanations"))
+    assert "31 passes per image and model" in button.label  # FGSM on the clean pass, PGD 10, expl-topk 2·10 + 1
+    button.click().run()
+    assert_clean(at)
+    table = next(d.value for d in at.dataframe if "mod_kept" in d.value.columns and "floor" in d.value.columns)
+    assert list(dict.fromkeys(table["attack"])) == ["fgsm", "pgd", "expl-topk", "noise"]
+    expl = table[table["attack"] == "expl-topk"]
+    assert (expl["kept"] >= 0.95).all() and expl["floor"].notna().all()
+    assert any("With the prediction unchanged" in m.value for m in at.markdown)
+    assert any(c.key == "cmp.fragility.chart" for c in at.get("plotly_chart"))
