@@ -287,13 +287,16 @@ def _run_sweep(args: argparse.Namespace, config) -> int:
     return 0
 
 
-def _bar(total: int):
-    """A tqdm bar over ``total`` images on stderr and the :data:`~gcdash.progress.Progress` that moves it."""
+def _bar(total: int | None, desc: str = "sweep"):
+    """A tqdm bar over ``total`` images on stderr (None: the total the progress reports) and the
+    :data:`~gcdash.progress.Progress` that moves it."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="img", desc="sweep", file=sys.stderr)
+    bar = tqdm(total=total, unit="img", desc=desc, file=sys.stderr)
 
-    def progress(done: int, _total: int, what: str) -> None:
+    def progress(done: int, reported: int, what: str) -> None:
+        if total is None and bar.total != reported:
+            bar.total = reported
         bar.set_postfix_str(what)
         bar.update(done - bar.n)
 
@@ -356,7 +359,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = plan.check_out_dir(args.out)
     store = Store(args.cache)
     store.check()
-    table = evaluate.evaluate(config, store, runs, device=args.device, batch_size=args.batch_size)
+    progress, bar = _bar(None, "evaluate")
+    with bar:
+        table = evaluate.evaluate(config, store, runs, device=args.device, batch_size=args.batch_size,
+                                  progress=progress)  # fmt: skip
     table.to_csv(out / "evaluation.csv", index=False)
     for attack in runs:
         print(f"{attack.name}: {evaluate.budget(attack)}")
@@ -377,17 +383,22 @@ def _fragility_arguments(p: argparse.ArgumentParser) -> None:
 def run_fragility(args: argparse.Namespace) -> int:
     """MOD with the prediction kept under each attack, beside the noise control and the random-weights floor, with
     RIS/ROS/Max-Sensitivity and a sentence per model: print them and write ``fragility.csv``."""
-    from gcdash import fragility, plan
+    from gcdash import attacks, fragility, plan
     from gcdash.config import AttackConfig
     from gcdash.store import Store
 
     config = build_config(args)
     runs = [AttackConfig(name.strip()) for name in args.attacks.split(",") if name.strip()]
+    for attack in runs:
+        attacks.get(attack.name)  # an unknown name: one line listing the valid ones, before the floors
     out = plan.check_out_dir(args.out)
     store = Store(args.cache)
     store.check()
     floors = fragility.floors_of(fragility.model_floors(config, args.device, args.batch_size))
-    table = fragility.fragility(config, store, runs, floors, device=args.device, batch_size=args.batch_size)
+    progress, bar = _bar(None, "fragility")
+    with bar:
+        table = fragility.fragility(config, store, runs, floors, device=args.device, batch_size=args.batch_size,
+                                    progress=progress)  # fmt: skip
     table.to_csv(out / "fragility.csv", index=False)
     print(fragility.printed(table).to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="n/a"))
     for model, sentence in fragility.sentences(table).items():

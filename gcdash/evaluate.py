@@ -19,6 +19,7 @@ import pandas as pd
 from gcdash import attacks
 from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.errors import GcdashError
+from gcdash.progress import per_run
 from gcdash.store import Store
 
 #: AutoAttack's two untargeted white-box attacks beside the 10-step PGD most papers quote.
@@ -77,19 +78,20 @@ def evaluate(
     config: SweepConfig, store: Store, runs: Sequence[AttackConfig] = DEFAULT_ATTACKS, **sweep_options
 ) -> pd.DataFrame:
     """Accuracy and MOD under each of ``runs`` at ``config``'s eps > 0 (its own attack is ignored), then the
-    per-image worst case: rows ordered by model, layer, eps, with the attacks as given and the worst case last."""
+    per-image worst case: rows ordered by model, layer, eps, with the attacks as given and the worst case last.
+    ``progress`` (in ``sweep_options``) moves over all the attacks' sweeps."""
     from gcdash import sweep
 
     if not any(e > 0 for e in config.eps):
         raise GcdashError("give an eps > 0 to evaluate robustness at, e.g. --eps 8/255")
     if len({a.name for a in runs}) != len(runs):
         raise GcdashError("name each attack once")
-    tables, pieces = {}, []
-    for attack in runs:
+    tables, pieces, progress = {}, [], sweep_options.pop("progress", None)
+    for i, attack in enumerate(runs):
         if not attacks.get(attack.name).uses_model:
             raise GcdashError(f"{attack.name} ignores the model: it is a control, not an attack to evaluate with")
         result = sweep.sweep(replace(config, attack=attack, eps=tuple(sorted({0.0, *config.eps}))), store,
-                             **sweep_options)  # fmt: skip
+                             progress=per_run(progress, i, len(runs), attack.name), **sweep_options)  # fmt: skip
         table = result.per_image
         if not (table["label"] >= 0).any():
             raise GcdashError("robust accuracy needs labelled images; these have no labels the models know")

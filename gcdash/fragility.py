@@ -20,6 +20,7 @@ import pandas as pd
 from gcdash import attacks
 from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.errors import GcdashError
+from gcdash.progress import per_run
 from gcdash.store import Store
 
 #: The paper's attack, a stronger one, the explanation attack and the control, each at its defaults.
@@ -46,7 +47,7 @@ def fragility(
 ) -> pd.DataFrame:  # fmt: skip
     """MOD, the share of predictions kept and RIS/ROS/Max-Sensitivity under each of ``runs`` at ``config``'s
     eps > 0 (its own attack is ignored), with ``floors`` beside them: rows ordered by model, layer, eps, then the
-    attacks as given."""
+    attacks as given. ``progress`` (in ``sweep_options``) moves over all the attacks' sweeps."""
     from gcdash import sweep
 
     eps = sorted({e for e in config.eps if e > 0})
@@ -54,11 +55,13 @@ def fragility(
         raise GcdashError("give an eps > 0 to move the explanations at, e.g. --eps 8/255")
     if len({a.name for a in runs}) != len(runs):
         raise GcdashError("name each attack once")
-    pieces = []
     for attack in runs:
-        attacks.get(attack.name)  # an unknown name: one line listing the valid ones
+        attacks.get(attack.name)  # an unknown name: one line listing the valid ones, before any work
+    pieces, progress = [], sweep_options.pop("progress", None)
+    for i, attack in enumerate(runs):
         each = replace(config, attack=attack, eps=(0.0, *eps), stability=True)
-        pieces.append(attack_rows(sweep.sweep(each, store, **sweep_options).summary(), attack, floors or {}))
+        result = sweep.sweep(each, store, progress=per_run(progress, i, len(runs), attack.name), **sweep_options)
+        pieces.append(attack_rows(result.summary(), attack, floors or {}))
     table = pd.concat(pieces, ignore_index=True)
     rank = {
         "model": {spec.name: i for i, spec in enumerate(config.models)},

@@ -16,3 +16,11 @@ def shifted(progress: Progress | None, before: int, total: int) -> Progress | No
     if progress is None:
         return None
     return lambda done, _, what: progress(before + done, total, what)
+
+
+def per_run(progress: Progress | None, index: int, runs: int, name: str) -> Progress | None:
+    """``progress`` for run ``index`` of ``runs`` equal runs (one sweep per attack, say), each reporting its own
+    done and total: the total is scaled to all runs and ``name`` leads the words."""
+    if progress is None:
+        return None
+    return lambda done, total, what: progress(index * total + done, total * runs, f"{name} · {what}")

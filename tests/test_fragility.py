@@ -74,3 +74,12 @@ def test_the_cli_writes_fragility_csv_with_the_floor_and_the_sentence(tmp_path, 
     assert main([*args, "--attacks", "fgsm,cw", "--out", str(tmp_path / "o2")]) == 2
     err = capsys.readouterr().err
     assert "unknown attack 'cw'; choose from:" in err and err.count("\n") == 1
+
+
+def test_progress_moves_over_every_attacks_sweep_to_one_total(tmp_path):
+    seen = []
+    fragility.fragility(config(), Store(tmp_path), RUNS, batch_size=4,
+                        progress=lambda done, total, what: seen.append((done, total, what)))  # fmt: skip
+    done = [d for d, _, _ in seen]
+    assert done == sorted(done) and seen[-1][0] == seen[-1][1] == 12 * len(RUNS)
+    assert {w.split(" · ")[0] for _, _, w in seen} == {"fgsm", "expl-topk", "noise"}
