@@ -373,24 +373,23 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _fragility_arguments(p: argparse.ArgumentParser) -> None:
     _sweep_arguments(p)
-    p.add_argument(
-        "--attacks", default="fgsm,pgd,expl-topk,noise",
-        help="attacks to compare, each at its defaults (default: fgsm,pgd,expl-topk,noise)",
-    )  # fmt: skip
+    from gcdash.fragility import DEFAULT_ATTACKS
+
+    names = ",".join(a.name for a in DEFAULT_ATTACKS)
+    p.add_argument("--attacks", default=names, help=f"attacks to compare, each at its defaults (default: {names})")
     p.set_defaults(eps="8/255")
 
 
 def run_fragility(args: argparse.Namespace) -> int:
     """MOD with the prediction kept under each attack, beside the noise control and the random-weights floor, with
     RIS/ROS/Max-Sensitivity and a sentence per model: print them and write ``fragility.csv``."""
-    from gcdash import attacks, fragility, plan
+    from gcdash import fragility, plan
     from gcdash.config import AttackConfig
     from gcdash.store import Store
 
     config = build_config(args)
     runs = [AttackConfig(name.strip()) for name in args.attacks.split(",") if name.strip()]
-    for attack in runs:
-        attacks.get(attack.name)  # an unknown name: one line listing the valid ones, before the floors
+    fragility.check(config, runs)  # before the floors
     out = plan.check_out_dir(args.out)
     store = Store(args.cache)
     store.check()

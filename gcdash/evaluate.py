@@ -86,10 +86,13 @@ def evaluate(
         raise GcdashError("give an eps > 0 to evaluate robustness at, e.g. --eps 8/255")
     if len({a.name for a in runs}) != len(runs):
         raise GcdashError("name each attack once")
-    tables, pieces, progress = {}, [], sweep_options.pop("progress", None)
-    for i, attack in enumerate(runs):
+    for attack in runs:  # before any work
         if not attacks.get(attack.name).uses_model:
             raise GcdashError(f"{attack.name} ignores the model: it is a control, not an attack to evaluate with")
+        if attacks.get(attack.name).on_explanation:
+            raise GcdashError(f"{attack.name} keeps the prediction by construction: see `fragility`, not `evaluate`")
+    tables, pieces, progress = {}, [], sweep_options.pop("progress", None)
+    for i, attack in enumerate(runs):
         result = sweep.sweep(replace(config, attack=attack, eps=tuple(sorted({0.0, *config.eps}))), store,
                              progress=per_run(progress, i, len(runs), attack.name), **sweep_options)  # fmt: skip
         table = result.per_image

@@ -41,25 +41,31 @@ def attack_rows(summary: pd.DataFrame, attack: AttackConfig, floors: Floors) -> 
     return rows[COLUMNS].reset_index(drop=True)
 
 
+def check(config: SweepConfig, runs: Sequence[AttackConfig]) -> None:
+    """One line for what :func:`fragility` cannot run, before any work: no eps > 0, an attack named twice or unknown."""
+    if not any(e > 0 for e in config.eps):
+        raise GcdashError("give an eps > 0 to move the explanations at, e.g. --eps 8/255")
+    if len({a.name for a in runs}) != len(runs):
+        raise GcdashError("name each attack once")
+    for attack in runs:
+        attacks.get(attack.name)  # an unknown name: one line listing the valid ones
+
+
 def fragility(
     config: SweepConfig, store: Store, runs: Sequence[AttackConfig] = DEFAULT_ATTACKS, floors: Floors | None = None,
     **sweep_options,
 ) -> pd.DataFrame:  # fmt: skip
     """MOD, the share of predictions kept and RIS/ROS/Max-Sensitivity under each of ``runs`` at ``config``'s
-    eps > 0 (its own attack is ignored), with ``floors`` beside them: rows ordered by model, layer, eps, then the
-    attacks as given. ``progress`` (in ``sweep_options``) moves over all the attacks' sweeps."""
+    eps > 0 and each model's default layer (the layer the explanation attacks move; ``config``'s own attack and
+    layers are not used), with ``floors`` beside them: rows ordered by model, eps, then the attacks as given.
+    ``progress`` (in ``sweep_options``) moves over all the attacks' sweeps."""
     from gcdash import sweep
 
+    check(config, runs)
     eps = sorted({e for e in config.eps if e > 0})
-    if not eps:
-        raise GcdashError("give an eps > 0 to move the explanations at, e.g. --eps 8/255")
-    if len({a.name for a in runs}) != len(runs):
-        raise GcdashError("name each attack once")
-    for attack in runs:
-        attacks.get(attack.name)  # an unknown name: one line listing the valid ones, before any work
     pieces, progress = [], sweep_options.pop("progress", None)
     for i, attack in enumerate(runs):
-        each = replace(config, attack=attack, eps=(0.0, *eps), stability=True)
+        each = replace(config, attack=attack, eps=(0.0, *eps), layers="default", stability=True)
         result = sweep.sweep(each, store, progress=per_run(progress, i, len(runs), attack.name), **sweep_options)
         pieces.append(attack_rows(result.summary(), attack, floors or {}))
     table = pd.concat(pieces, ignore_index=True)
@@ -68,12 +74,15 @@ def fragility(
         "layer": {name: i for i, name in enumerate(dict.fromkeys(table["layer"]))},
         "attack": {a.name: i for i, a in enumerate(runs)},
     }
-    key = lambda column: column.map(rank[column.name]) if column.name in rank else column  # noqa: E731
+
+    def key(column: pd.Series) -> pd.Series:
+        return column.map(rank[column.name]) if column.name in rank else column
+
     return table.sort_values(["model", "layer", "eps", "attack"], key=key, kind="stable").reset_index(drop=True)
 
 
 def model_floors(config: SweepConfig, device: str | None = None, batch_size: int = 32) -> pd.DataFrame:
-    """:func:`gcdash.sanity.floor` (3 seeds) of each of ``config``'s models at its layers, on its images: columns
+    """:func:`gcdash.sanity.floor` (3 seeds) of each of ``config``'s models at its default layer, on its images: columns
     ``model``, ``layer``, ``nissim`` (the floor), ``floor_low``, ``floor_high``. Cost: 4 CAM passes per image."""
     from gcdash import data, plan, sanity
 
@@ -82,7 +91,7 @@ def model_floors(config: SweepConfig, device: str | None = None, batch_size: int
     for spec in config.models:
         handle = handles[spec.name]
         aligned, _ = data.align_labels(samples, handle.class_names, spec.name)
-        layers = handle.resolve_layers(None if config.layers == "default" else config.layers)
+        layers = handle.resolve_layers(None)  # the default layer, where fragility reads MOD
         frames.append(sanity.floor(handle, aligned, layers, config.cam.method, batch_size,
                                    dict(config.cam.params)).assign(model=spec.name))  # fmt: skip
     return pd.concat(frames, ignore_index=True)
@@ -94,8 +103,8 @@ def floors_of(table: pd.DataFrame) -> dict[tuple[str, str], float]:
 
 
 def sentences(table: pd.DataFrame) -> dict[str, str]:
-    """Per model, at its deepest layer and largest eps in ``table``, what a stakeholder needs: how far an attacker
-    moves the explanation with the prediction unchanged, against the floor, FGSM's kept images and the noise."""
+    """Per model, at its layer and largest eps in ``table``, what a stakeholder needs: how far an attacker moves the
+    explanation with the prediction unchanged, against the floor, the other attacks' kept images and the noise."""
     out = {}
     for model, mine in table.groupby("model", sort=False):
         last = mine[(mine["layer"] == mine["layer"].iloc[-1]) & (mine["eps"] == mine["eps"].max())]
@@ -121,10 +130,12 @@ def _sentence(top: pd.Series, rows: pd.DataFrame) -> str:
     ]
     if floor > 0:
         words.append(f"random-weights floor {floor:.3f}")
-    for name, what in (("fgsm", "FGSM on the images whose prediction it did not flip"), ("noise", "random noise")):
-        row = rows[rows["attack"] == name]
-        if len(row) and np.isfinite(row["mod_kept"].iloc[0]):
-            words.append(f"{what} {row['mod_kept'].iloc[0]:.3f}")
+    for _, row in rows.iterrows():
+        method = attacks.get(row["attack"])
+        if method.on_explanation or not np.isfinite(row["mod_kept"]):
+            continue
+        what = "random noise" if not method.uses_model else f"{method.label} on the images whose prediction it kept"
+        words.append(f"{what} {row['mod_kept']:.3f}")
     return "; ".join(words) + "."
 
 

@@ -64,6 +64,8 @@ def test_bad_evaluations_are_one_line(tmp_path):
         evaluate.evaluate(replace(config(), eps=(0.0,)), Store(tmp_path), RUNS)
     with pytest.raises(GcdashError, match="noise ignores the model"):
         evaluate.evaluate(config(), Store(tmp_path), (AttackConfig("noise"),))
+    with pytest.raises(GcdashError, match="keeps the prediction by construction"):
+        evaluate.evaluate(config(), Store(tmp_path), (AttackConfig("pgd"), AttackConfig("expl-topk")))
 
 
 def test_the_cli_writes_evaluation_csv_and_refuses_an_unknown_attack(tmp_path, capsys):

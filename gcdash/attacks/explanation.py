@@ -12,11 +12,13 @@ distribution ``m̂ = m / Σ m``. Two dissimilarities are ascended (both 0 at the
   diagonal (Ghorbani et al.'s centre attack, scaled to [0, 1]).
 
 Each step ``x ← clip(Π_eps(x + α·sign(∇x D_β(x))), 0, 1)`` takes ``∇x D_β`` on the network with every ReLU replaced
-by ``softplus_β(z) = log(1 + e^{βz}) / β`` (β grows geometrically from ``beta`` to ``beta_end`` over the steps, as in
-Dombrowski et al.'s code); then the real network (ReLU) explains the new point: a step that changes the top-1 is
-rejected (the image goes back to its last point and its step halves), and each image keeps the point whose real
-map is farthest (highest real ``D``, a map that is not all zero). So the prediction is kept by construction, and the
-maps the engine scores are the real model's.
+by ``softplus_β(z) = log(1 + e^{βz}) / β`` (β grows geometrically, ``β_i = beta·(beta_end/beta)^(i/steps)`` at step
+i = 0..steps−1, as in Dombrowski et al.'s code; the map's own ReLU stays a ReLU); then the real network (ReLU)
+explains the new point: a step that changes the top-1 is rejected (the image goes back to its last point and its
+step halves), and each image keeps the point whose real map is farthest (highest real ``D``, a map that is not all
+zero). So the crafting network's top-1 is kept by construction (a transfer source keeps its own), and the maps the
+engine scores are the real model's, under the sweep's CAM method and target. The attack moves the map of the clean
+top-1: with ``--target label`` an image the model misclassifies is scored on a map of a class it did not attack.
 
 The attack is crafted at float32 on the unwrapped network, whatever the sweep's precision.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import math
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -38,7 +40,7 @@ from gcdash import precision as precisions
 from gcdash.attacks.base import IterativeAttack
 from gcdash.errors import GcdashError
 from gcdash.models.grids import feature_map
-from gcdash.models.handle import eval_mode
+from gcdash.models.handle import ModelHandle, eval_mode
 
 DEFAULT_LAYER = "default"  # the attacked model's default CAM layer (:meth:`ExplanationAttack.bind`)
 _RELUS = (F.relu, torch.relu, torch.relu_, torch.Tensor.relu, torch.Tensor.relu_)
@@ -53,7 +55,9 @@ class SoftplusReLU(TorchFunctionMode):
         super().__init__()
         self.beta = float(beta)
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self, func: Callable[..., Any], types: Sequence[type], args: tuple = (), kwargs: dict | None = None
+    ) -> Any:
         if func in _RELUS:
             return F.softplus(args[0], beta=self.beta)
         return func(*args, **(kwargs or {}))
@@ -88,7 +92,7 @@ def grad_cam(
     size = (x.shape[-2], x.shape[-1])
     acts, grads = feature_map(name, found[name], net, size), feature_map(name, grad, net, size)
     weights = grads.float().mean(dim=(2, 3), keepdim=True)
-    return F.relu((weights * acts.float()).sum(dim=1)), logits
+    return (weights * acts.float()).sum(dim=1).clamp(min=0), logits  # the map's own ReLU, never smoothed
 
 
 def _distribution(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -120,7 +124,7 @@ class ExplanationAttack(IterativeAttack):
         "steps": "gradient steps per image and eps (each: one smoothed pass, one real pass)",
         "step_size": "α in [0, 1] pixel units; 0 = 2.5·eps/steps (Madry et al.)",
         "beta": "β of softplus_β replacing ReLU at the first step (Dombrowski et al.)",
-        "beta_end": "β at the last step (grows geometrically; = beta keeps it fixed)",
+        "beta_end": "β grows geometrically towards it: β_i = beta·(beta_end/beta)^(i/steps); = beta keeps β fixed",
     }
 
     def check(self, params: dict[str, Any]) -> None:
@@ -131,10 +135,13 @@ class ExplanationAttack(IterativeAttack):
         for name in ("beta", "beta_end"):
             if not 0 < float(params[name]) < math.inf:
                 raise GcdashError(f"{self.name} {name} must be a positive number, got {params[name]}")
-        if not str(params["layer"]).strip():
-            raise GcdashError(f"{self.name} needs a layer ('default': the model's default layer)")
+        layer = str(params["layer"]).strip()
+        if not layer or layer == "all" or "," in layer:
+            raise GcdashError(
+                f"{self.name} attacks the map at one layer: name one ('default': the model's), not {layer!r}"
+            )
 
-    def bind(self, handle: Any, params: dict[str, Any]) -> dict[str, Any]:
+    def bind(self, handle: ModelHandle, params: dict[str, Any]) -> dict[str, Any]:
         """``layer='default'`` → the model's default layer; any other name is checked against its network."""
         (layer,) = handle.resolve_layers(None if params["layer"] == DEFAULT_LAYER else str(params["layer"]))
         chosen, net = handle.layers[layer], precisions.unwrapped(handle.net)
@@ -158,28 +165,22 @@ class ExplanationAttack(IterativeAttack):
         net, layer = precisions.unwrapped(net), str(params["layer"])
         if layer == DEFAULT_LAYER:  # a bare network (the engine binds the model's default layer first)
             layer = deepest_feature_layer(net, x[:1])
-        module, size = _module(net, layer), (x.shape[-2], x.shape[-1])
-        steps = int(params["steps"])
-        alpha = float(params["step_size"]) or 2.5 * eps / steps
+        module, size, steps = _module(net, layer), (x.shape[-2], x.shape[-1]), int(params["steps"])
         lo, hi = (x - eps).clamp(min=0.0), (x + eps).clamp(max=1.0)
         with eval_mode(net), torch.enable_grad():
             maps, logits = _real(net, x, layer, module, None)
             keep, clean = logits.argmax(dim=1), _distribution(maps, size)
-            point, best, best_d = x.clone(), x.clone(), torch.zeros(len(x), device=x.device)
-            step = torch.full((len(x), 1, 1, 1), alpha, device=x.device, dtype=x.dtype)
+            walk = Walk(x, float(params["step_size"]) or 2.5 * eps / steps)
             for i in range(steps):
                 beta = float(params["beta"]) * (float(params["beta_end"]) / float(params["beta"])) ** (i / steps)
-                grad = self._smoothed_gradient(net, point, layer, module, keep, clean, beta, params)
-                moved = torch.minimum(torch.maximum(point + step * grad.sign(), lo), hi)
+                grad = self._smoothed_gradient(net, walk.point, layer, module, keep, clean, beta, params)
+                _require_finite(grad, self.name, beta)
+                moved = torch.minimum(torch.maximum(walk.point + walk.step * grad.sign(), lo), hi)
                 maps, logits = _real(net, moved, layer, module, keep)
-                kept = logits.argmax(dim=1) == keep
                 d = self.dissimilarity(_distribution(maps, size), clean, params)
                 d = torch.where(maps.flatten(1).amax(dim=1) > 0, d, torch.zeros_like(d))  # an all-zero map: no move
-                point = torch.where(kept[:, None, None, None], moved, point)
-                step = torch.where(kept[:, None, None, None], step, step / 2)
-                better = kept & (d > best_d)
-                best, best_d = torch.where(better[:, None, None, None], moved, best), torch.where(better, d, best_d)
-        return best.detach()
+                walk.take(moved, logits.argmax(dim=1) == keep, d)
+        return walk.best.detach()
 
     def _smoothed_gradient(
         self, net: nn.Module, x: torch.Tensor, layer: str, module: nn.Module, keep: torch.Tensor,
@@ -194,7 +195,37 @@ class ExplanationAttack(IterativeAttack):
         return grad.detach()
 
 
-def _real(net: nn.Module, x: torch.Tensor, layer: str, module: nn.Module, classes: torch.Tensor | None) -> tuple:
+class Walk:
+    """The attack's path per image: the current point and step, and the farthest point that kept the prediction."""
+
+    def __init__(self, x: torch.Tensor, alpha: float) -> None:
+        self.point, self.best = x.clone(), x.clone()
+        self.best_d = torch.zeros(len(x), device=x.device)
+        self.step = torch.full((len(x), 1, 1, 1), alpha, device=x.device, dtype=x.dtype)
+
+    def take(self, moved: torch.Tensor, kept: torch.Tensor, d: torch.Tensor) -> None:
+        """Accept the images whose ``moved`` point ``kept`` the prediction; the others stay and halve their step;
+        ``best`` follows the highest ``d`` among the kept points."""
+        at = kept[:, None, None, None]
+        self.point, self.step = torch.where(at, moved, self.point), torch.where(at, self.step, self.step / 2)
+        better = kept & (d > self.best_d)
+        self.best = torch.where(better[:, None, None, None], moved, self.best)
+        self.best_d = torch.where(better, d, self.best_d)
+
+
+def _require_finite(grad: torch.Tensor, name: str, beta: float) -> None:
+    """A NaN or inf in the smoothed gradient would stall the attack silently (``sign`` keeps NaN): refused."""
+    bad = int((~torch.isfinite(grad.flatten(1))).any(dim=1).sum())
+    if bad:
+        raise GcdashError(
+            f"{name}: the β-softplus map's gradient is not finite for {bad} image(s) at β = {beta:.3g} (overflow in "
+            "the surrogate network?); nothing was stored. Try a smaller beta_end"
+        )
+
+
+def _real(
+    net: nn.Module, x: torch.Tensor, layer: str, module: nn.Module, classes: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The real (ReLU) network's Grad-CAM maps and logits at ``x``, detached."""
     maps, logits = grad_cam(net, x.detach().requires_grad_(True), layer, module, classes, create_graph=False)
     return maps.detach(), logits.detach()
@@ -205,7 +236,7 @@ def deepest_feature_layer(net: nn.Module, x: torch.Tensor) -> str:
     ``x``: the deepest convolutional stage, Grad-CAM's usual layer (one extra forward without gradients)."""
     finished: list[str] = []
 
-    def record(name: str):
+    def record(name: str) -> Callable[[nn.Module, tuple, object], None]:
         def hook(_m: nn.Module, _i: tuple, out: object) -> None:
             pooling = "Pool" in type(_m).__name__  # a pooled copy of the last stage, not a stage of its own
             if isinstance(out, torch.Tensor) and out.ndim == 4 and out.shape[-1] * out.shape[-2] > 1 and not pooling:

@@ -318,7 +318,7 @@ def report_maker(
 
 def floors(sel: Selection, layers: str | None = None) -> pd.DataFrame:
     """The sanity floor (NISSIM to the maps of the same model with random weights) of each selected model at its
-    selected layers (or ``layers``: "all"), with the sidebar's CAM method and parameters."""
+    selected layers (or ``layers``: "all", "default"), with the sidebar's CAM method and parameters."""
     imgs = samples(sel, quiet=True)
     frames = []
     for name, handle in handles(sel).items():
@@ -354,14 +354,21 @@ def downloads(items: dict[str, tuple[Callable[[], bytes | str], str, str]], key:
         column.download_button(label, make, file_name=name, mime=mime, key=f"{key}.{name}", on_click="ignore")
 
 
+def _default_layer_config(sel: Selection) -> SweepConfig:
+    """One sweep config for every selected model (that loads) at the gallery eps and each model's default layer."""
+    loaded = handles(sel)
+    first = sel.sweep_configs(tuple(loaded))[0]  # one per model when layers are picked per model: keep them all
+    return replace(first, models=tuple(sel.spec(name) for name in loaded), eps=(0.0, sel.gallery_eps),
+                   layers="default")  # fmt: skip
+
+
 def worst_case(sel: Selection) -> pd.DataFrame | None:
     """Robust accuracy of the selected models at the gallery eps under PGD-10, APGD-CE and APGD-DLR and the
     per-image worst case (:func:`gcdash.evaluate.evaluate`), computed when asked for (a button: about 200 gradient
     passes per image and model) and kept for the session; None until then."""
     from gcdash import attacks, evaluate
 
-    loaded = handles(sel)
-    config = replace(sel.sweep_configs(tuple(loaded))[0], eps=(0.0, sel.gallery_eps), layers="default")
+    config = _default_layer_config(sel)
     key = f"gcdash.worst.{config.key()}"
     if key not in st.session_state:
         passes = sum(attacks.get(a.name).passes(1, attacks.get(a.name).params()) for a in evaluate.DEFAULT_ATTACKS)
@@ -370,7 +377,7 @@ def worst_case(sel: Selection) -> pd.DataFrame | None:
             return None
         with st.spinner("Attacking with PGD-10, APGD-CE and APGD-DLR…"):
             st.session_state[key] = evaluate.evaluate(
-                config, cache.store(), handles=loaded, samples=samples(sel), device=sel.device
+                config, cache.store(), handles=handles(sel), samples=samples(sel), device=sel.device
             )
     return st.session_state[key]
 
@@ -378,13 +385,12 @@ def worst_case(sel: Selection) -> pd.DataFrame | None:
 def fragility(sel: Selection, floors: pd.DataFrame) -> pd.DataFrame | None:
     """MOD with the prediction kept: the selected models at the gallery eps and their default layers under FGSM, PGD,
     the explanation attack and the noise control, with RIS/ROS/Max-Sensitivity (:func:`gcdash.fragility.fragility`)
-    and the random-weights floor where ``floors`` (:func:`floors`) has that layer; computed when asked for (a button:
-    its passes said) and kept for the session; None until then."""
+    and the random-weights floor where ``floors`` (:func:`floors` at the default layer) has that layer; computed when
+    asked for (a button: its passes said) and kept for the session; None until then."""
     from gcdash import fragility
 
-    loaded = handles(sel)
-    config = replace(sel.sweep_configs(tuple(loaded))[0], eps=(0.0, sel.gallery_eps), layers="default")
-    key = f"gcdash.fragility.{config.key()}"
+    config = _default_layer_config(sel)
+    key = f"gcdash.fragility.{config.key()}|{fragility.floors_of(floors)}"
     if key not in st.session_state:
         passes = sum(plan.cost(config.eps, a, config.cam, precision=config.precision).attack
                      for a in fragility.DEFAULT_ATTACKS)  # fmt: skip
@@ -394,6 +400,6 @@ def fragility(sel: Selection, floors: pd.DataFrame) -> pd.DataFrame | None:
         at = fragility.floors_of(floors)
         with st.spinner("Attacking with FGSM, PGD, the explanation attack and the noise control…"):
             st.session_state[key] = fragility.fragility(
-                config, cache.store(), floors=at, handles=loaded, samples=samples(sel), device=sel.device
+                config, cache.store(), floors=at, handles=handles(sel), samples=samples(sel), device=sel.device
             )
     return st.session_state[key]

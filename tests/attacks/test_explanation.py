@@ -131,8 +131,39 @@ def test_the_layer_is_bound_to_the_models_and_a_wrong_one_is_one_line(tiny_handl
 @pytest.mark.parametrize(
     "params, message",
     [({"steps": 0}, "steps must be ≥ 1"), ({"beta": 0}, "beta must be a positive"),
-     ({"share": 0}, "share must be in"), ({"layer": " "}, "needs a layer")],
+     ({"share": 0}, "share must be in"), ({"layer": " "}, "at one layer"), ({"layer": "all"}, "at one layer"),
+     ({"layer": "a,b"}, "at one layer")],
 )  # fmt: skip
 def test_bad_parameters_are_one_line(params, message):
     with pytest.raises(GcdashError, match=message):
         attacks.get("expl-topk").params(**params)
+
+
+def test_a_non_finite_surrogate_gradient_is_refused_not_walked_on(tiny_handle, batch, monkeypatch):
+    from gcdash.attacks import explanation
+
+    x, y = batch
+    nan = lambda self, net, x, *args: torch.full_like(x, float("nan"))  # noqa: E731
+    monkeypatch.setattr(explanation.ExplanationAttack, "_smoothed_gradient", nan)
+    with pytest.raises(GcdashError, match="not finite for 16 image"):
+        attacks.attack("expl-topk", tiny_handle.net, x, y, 4 / 255, steps=2, layer="block3")
+
+
+def test_the_maps_own_relu_is_not_smoothed(tiny_handle, batch):
+    from gcdash.attacks import explanation
+
+    x, _ = batch
+    module = tiny_handle.layers["block3"]
+    counted = []
+
+    class Counting(explanation.SoftplusReLU):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            counted.append(func in explanation._RELUS)
+            return super().__torch_function__(func, types, args, kwargs)
+
+    with Counting(10.0), torch.no_grad():
+        tiny_handle.net(x)
+    network, counted[:] = sum(counted), []
+    with Counting(10.0):
+        grad_cam(tiny_handle.net, x.clone().requires_grad_(True), "block3", module, None, create_graph=True)
+    assert sum(counted) == network == 3  # the network's three ReLUs, not the map's
