@@ -135,7 +135,7 @@ def _sentence(top: pd.Series, rows: pd.DataFrame) -> str:
         if method.on_explanation or not np.isfinite(row["mod_kept"]):
             continue
         what = "random noise" if not method.uses_model else f"{method.label} on the images whose prediction it kept"
-        words.append(f"{what} {row['mod_kept']:.3f}")
+        words.append(f"{what} {row['mod_kept']:.3f} ({round(row['kept'] * row['n'])} images)")
     return "; ".join(words) + "."
 
 

@@ -49,7 +49,8 @@ def test_the_sentence_says_how_far_the_map_moves_with_the_prediction_kept():
     text = fragility.sentences(rows)["m"]
     assert text.startswith("With the prediction unchanged (100% of images kept it under expl-topk)")
     assert "50% of the way to an unrelated map" in text and "random-weights floor 0.400" in text
-    assert "FGSM on the images whose prediction it kept 0.100" in text and "random noise 0.010" in text
+    assert "FGSM on the images whose prediction it kept 0.100 (3 images)" in text
+    assert "random noise 0.010 (10 images)" in text
     far = rows.assign(mod_kept=[0.1, 0.5, 0.01])
     assert "as far as an unrelated map" in fragility.sentences(far)["m"]
     assert fragility.sentences(rows[rows["attack"] != "expl-topk"]) == {}  # no explanation attack: no claim

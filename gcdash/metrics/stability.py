@@ -12,8 +12,8 @@
 ``MaxSensitivity``: the test reference). RIS and ROS are NaN where ``x'`` changes the top-1 (Quantus's default:
 the stability of an explanation is asked of inputs the model treats alike); Max-Sensitivity is NaN only for an
 all-zero clean map, which it divides by. (The engine's ``stability`` scorer also leaves out a pair whose attacked map
-is all zero, as MOD does: no explanation is not a measure of how far one moved.) A sweep's perturbation at each eps is one sample: the per-image maximum
-over perturbations is the maximum over the eps (or attacks) a sweep tried.
+is all zero, as MOD does: no explanation is not a measure of how far one moved.) A sweep's perturbation at each
+eps is one sample: the per-image maximum over perturbations is the maximum over the eps (or attacks) a sweep tried.
 """
 
 from __future__ import annotations
