@@ -617,3 +617,14 @@ def test_compare_moves_the_explanations_with_the_prediction_kept_when_asked():
     assert (expl["kept"] >= 0.95).all() and expl["floor"].notna().all()
     assert any("With the prediction unchanged" in m.value for m in at.markdown)
     assert any(c.key == "cmp.fragility.chart" for c in at.get("plotly_chart"))
+
+
+def test_the_compare_boxes_cover_every_model_when_layers_are_picked_per_model(monkeypatch):
+    from gcdash.ui import run, state
+
+    sel = state.Selection(models=("tiny-cnn", "tiny-cnn2"), layer_mode="custom",
+                          custom_layers=(("tiny-cnn", ("block2",)), ("tiny-cnn2", ("block3",))))  # fmt: skip
+    monkeypatch.setattr(run, "handles", lambda s: {name: None for name in s.models})
+    config = run._default_layer_config(sel)
+    assert [spec.name for spec in config.models] == ["tiny-cnn", "tiny-cnn2"]
+    assert config.layers == "default" and config.eps == (0.0, sel.gallery_eps)
