@@ -469,7 +469,7 @@ def fragility_bars(table: pd.DataFrame) -> go.Figure:
     floors = last.drop_duplicates("model")
     fig.add_scatter(
         x=floors["model"], y=floors["floor"], mode="markers", name="random-weights floor",
-        marker={"symbol": "line-ew-open", "size": 40, "line": {"width": 3, "color": "black"}},
+        marker={"symbol": "line-ew-open", "size": 40, "color": "black", "line": {"width": 3, "color": "black"}},
         hovertemplate="%{x}<br>floor (unrelated maps) %{y:.3f}<extra></extra>",
     )  # fmt: skip
     eps = ", ".join(dict.fromkeys(eps_text(e) for e in last["eps"]))

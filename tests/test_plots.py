@@ -207,3 +207,22 @@ def test_the_report_tells_the_story_with_settings_terms_and_images(tiny_handle, 
     fuller = report.report_html(table, title, rows=rows, reading={"tiny-cnn": ["MOD 0.3; floor 0.4."]}, extra=extra)
     assert "<h2>Reading MOD</h2><p><b>tiny-cnn</b>: MOD 0.3; floor 0.4.</p>" in fuller
     assert "a transfer matrix" in fuller and "random-weights floor" in fuller
+
+
+def test_the_fragility_bars_draw_each_attack_with_its_share_kept_and_the_floor_in_black():
+    import pandas as pd
+
+    from gcdash import plots
+
+    rows = pd.DataFrame({
+        "model": ["a", "a", "b", "b"], "layer": ["l"] * 4, "eps": [8 / 255] * 4,
+        "attack": ["fgsm", "expl-topk"] * 2, "kept": [0.25, 1.0, 0.5, 1.0], "mod": [0.3, 0.5, 0.2, 0.1],
+        "floor": [0.4, 0.4, 0.45, 0.45],
+    })  # fmt: skip
+    fig = plots.fragility_bars(rows)
+    bars = {t.name: t for t in fig.data if t.type == "bar"}
+    assert list(bars) == ["fgsm", "expl-topk"] and list(bars["fgsm"].y) == [0.3, 0.2]
+    assert list(bars["fgsm"].text) == ["kept 25%", "kept 50%"]
+    floor = next(t for t in fig.data if t.type == "scatter")
+    assert list(floor.y) == [0.4, 0.45] and floor.marker.color == "black"
+    assert "eps 8/255" in fig.layout.title.text
