@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gcdash.attacks.base import IterativeAttack
+from gcdash.attacks.base import IterativeAttack, require_counts
 from gcdash.errors import GcdashError
 from gcdash.models.handle import eval_mode
 from gcdash.seeding import per_image_uniform
@@ -123,9 +123,7 @@ class Apgd(IterativeAttack):
     }
 
     def check(self, params: dict[str, Any]) -> None:
-        for name in ("steps", "restarts"):
-            if int(params[name]) < 1:
-                raise GcdashError(f"{self.name} {name} must be ≥ 1, got {params[name]}")
+        require_counts(self.name, params, "steps", "restarts")
 
     def passes(self, n_eps: int, params: dict[str, Any]) -> int:
         return (int(params["steps"]) + 1) * int(params["restarts"]) * n_eps

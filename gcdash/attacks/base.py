@@ -45,6 +45,19 @@ def check_eps(eps: float | Sequence[float]) -> list[float]:
     return values
 
 
+def require_counts(attack: str, params: dict[str, Any], *names: str) -> None:
+    """Each of ``names`` (steps, restarts) is an integer ≥ 1, or one line naming it."""
+    for name in names:
+        if int(params[name]) < 1:
+            raise GcdashError(f"{attack} {name} must be ≥ 1, got {params[name]}")
+
+
+def require_step_size(attack: str, params: dict[str, Any]) -> None:
+    """``step_size`` is finite and ≥ 0 (0: the attack's default, ``2.5·eps/steps``), or one line."""
+    if not 0 <= float(params["step_size"]) < float("inf"):
+        raise GcdashError(f"{attack} step_size must be ≥ 0 (0 = 2.5·eps/steps), got {params['step_size']}")
+
+
 def perturb(x: torch.Tensor, direction: torch.Tensor, eps: float) -> torch.Tensor:
     """``clip(x + eps·d, 0, 1)``; eps = 0 returns a copy of ``x`` exactly."""
     if eps == 0:

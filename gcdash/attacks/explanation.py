@@ -37,7 +37,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from gcdash import precision as precisions
-from gcdash.attacks.base import IterativeAttack
+from gcdash.attacks.base import IterativeAttack, require_counts, require_step_size
 from gcdash.errors import GcdashError
 from gcdash.models.grids import feature_map
 from gcdash.models.handle import ModelHandle, eval_mode
@@ -128,10 +128,8 @@ class ExplanationAttack(IterativeAttack):
     }
 
     def check(self, params: dict[str, Any]) -> None:
-        if int(params["steps"]) < 1:
-            raise GcdashError(f"{self.name} steps must be ≥ 1, got {params['steps']}")
-        if not 0 <= float(params["step_size"]) < math.inf:
-            raise GcdashError(f"{self.name} step_size must be ≥ 0 (0 = 2.5·eps/steps), got {params['step_size']}")
+        require_counts(self.name, params, "steps")
+        require_step_size(self.name, params)
         for name in ("beta", "beta_end"):
             if not 0 < float(params[name]) < math.inf:
                 raise GcdashError(f"{self.name} {name} must be a positive number, got {params[name]}")

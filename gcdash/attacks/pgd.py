@@ -7,8 +7,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from gcdash.attacks.base import IterativeAttack, loss_gradient, perturb
-from gcdash.errors import GcdashError
+from gcdash.attacks.base import IterativeAttack, loss_gradient, perturb, require_counts, require_step_size
 from gcdash.seeding import per_image_uniform
 
 
@@ -36,10 +35,8 @@ class Pgd(IterativeAttack):
     }
 
     def check(self, params: dict[str, Any]) -> None:
-        if int(params["steps"]) < 1:
-            raise GcdashError(f"pgd steps must be ≥ 1, got {params['steps']}")
-        if not 0 <= float(params["step_size"]) < float("inf"):
-            raise GcdashError(f"pgd step_size must be ≥ 0 (0 = 2.5·eps/steps), got {params['step_size']}")
+        require_counts(self.name, params, "steps")
+        require_step_size(self.name, params)
 
     def passes(self, n_eps: int, params: dict[str, Any]) -> int:
         return int(params["steps"]) * n_eps
