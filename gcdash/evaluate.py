@@ -10,8 +10,9 @@ iterate, never the clean image.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from gcdash.config import AttackConfig, SweepConfig, eps_text
 from gcdash.errors import GcdashError
 from gcdash.progress import per_run
 from gcdash.store import Store
+
+if TYPE_CHECKING:
+    from gcdash.sweep import SweepResult
 
 #: AutoAttack's two untargeted white-box attacks beside the 10-step PGD most papers quote.
 DEFAULT_ATTACKS = (AttackConfig("pgd"), AttackConfig("apgd-ce"), AttackConfig("apgd-dlr"))
@@ -74,41 +78,65 @@ def worst_case(tables: dict[str, pd.DataFrame], rows: pd.DataFrame) -> pd.DataFr
     return pd.DataFrame(out, columns=COLUMNS)
 
 
+def check_runs(config: SweepConfig, runs: Sequence[AttackConfig], purpose: str) -> None:
+    """One line, before any work, for what a run of several attacks at one budget cannot do: no eps > 0 (to
+    ``purpose`` at), an attack named twice, an unknown attack."""
+    if not any(e > 0 for e in config.eps):
+        raise GcdashError(f"give an eps > 0 to {purpose} at, e.g. --eps 8/255")
+    if len({a.name for a in runs}) != len(runs):
+        raise GcdashError("name each attack once")
+    for attack in runs:
+        attacks.get(attack.name)  # an unknown name: one line listing the valid ones
+
+
+def each_attack(
+    config: SweepConfig, store: Store, runs: Sequence[AttackConfig], **sweep_options
+) -> Iterator[tuple[AttackConfig, SweepResult]]:
+    """``config`` swept under each of ``runs`` in turn (through the cache), with eps 0 added; ``progress`` (in
+    ``sweep_options``) moves over all the sweeps."""
+    from gcdash import sweep
+
+    progress, eps = sweep_options.pop("progress", None), tuple(sorted({0.0, *config.eps}))
+    for i, attack in enumerate(runs):
+        each = replace(config, attack=attack, eps=eps)
+        yield attack, sweep.sweep(each, store, progress=per_run(progress, i, len(runs), attack.name), **sweep_options)
+
+
+def in_run_order(table: pd.DataFrame, config: SweepConfig, attack_names: Sequence[str]) -> pd.DataFrame:
+    """Rows ordered by model (as ``config`` lists them), layer (as first seen), eps, then ``attack_names``."""
+    rank = {
+        "model": {spec.name: i for i, spec in enumerate(config.models)},
+        "layer": {name: i for i, name in enumerate(dict.fromkeys(table["layer"]))},
+        "attack": {name: i for i, name in enumerate(attack_names)},
+    }
+
+    def key(column: pd.Series) -> pd.Series:
+        return column.map(rank[column.name]) if column.name in rank else column
+
+    return table.sort_values(["model", "layer", "eps", "attack"], key=key, kind="stable").reset_index(drop=True)
+
+
 def evaluate(
     config: SweepConfig, store: Store, runs: Sequence[AttackConfig] = DEFAULT_ATTACKS, **sweep_options
 ) -> pd.DataFrame:
     """Accuracy and MOD under each of ``runs`` at ``config``'s eps > 0 (its own attack is ignored), then the
     per-image worst case: rows ordered by model, layer, eps, with the attacks as given and the worst case last.
     ``progress`` (in ``sweep_options``) moves over all the attacks' sweeps."""
-    from gcdash import sweep
-
-    if not any(e > 0 for e in config.eps):
-        raise GcdashError("give an eps > 0 to evaluate robustness at, e.g. --eps 8/255")
-    if len({a.name for a in runs}) != len(runs):
-        raise GcdashError("name each attack once")
+    check_runs(config, runs, "evaluate robustness")
     for attack in runs:  # before any work
         if not attacks.get(attack.name).uses_model:
             raise GcdashError(f"{attack.name} ignores the model: it is a control, not an attack to evaluate with")
         if attacks.get(attack.name).on_explanation:
             raise GcdashError(f"{attack.name} keeps the prediction by construction: see `fragility`, not `evaluate`")
-    tables, pieces, progress = {}, [], sweep_options.pop("progress", None)
-    for i, attack in enumerate(runs):
-        result = sweep.sweep(replace(config, attack=attack, eps=tuple(sorted({0.0, *config.eps}))), store,
-                             progress=per_run(progress, i, len(runs), attack.name), **sweep_options)  # fmt: skip
+    tables, pieces = {}, []
+    for attack, result in each_attack(config, store, runs, **sweep_options):
         table = result.per_image
         if not (table["label"] >= 0).any():
             raise GcdashError("robust accuracy needs labelled images; these have no labels the models know")
         tables[attack.name] = table
         pieces.append(attack_rows(table, attack))
     rows = pd.concat(pieces, ignore_index=True)
-    table = pd.concat([rows, worst_case(tables, rows)], ignore_index=True)
-    rank = {
-        "model": {spec.name: i for i, spec in enumerate(config.models)},
-        "layer": {name: i for i, name in enumerate(dict.fromkeys(rows["layer"]))},
-        "attack": {name: i for i, name in enumerate([*tables, WORST])},
-    }
-    key = lambda column: column.map(rank[column.name]) if column.name in rank else column  # noqa: E731
-    return table.sort_values(["model", "layer", "eps", "attack"], key=key, kind="stable").reset_index(drop=True)
+    return in_run_order(pd.concat([rows, worst_case(tables, rows)], ignore_index=True), config, [*tables, WORST])
 
 
 def printed(table: pd.DataFrame) -> pd.DataFrame:

@@ -19,8 +19,7 @@ import pandas as pd
 
 from gcdash import attacks
 from gcdash.config import AttackConfig, SweepConfig, eps_text
-from gcdash.errors import GcdashError
-from gcdash.progress import per_run
+from gcdash.evaluate import check_runs, each_attack, in_run_order
 from gcdash.store import Store
 
 #: The paper's attack, a stronger one, the explanation attack and the control, each at its defaults.
@@ -41,16 +40,6 @@ def attack_rows(summary: pd.DataFrame, attack: AttackConfig, floors: Floors) -> 
     return rows[COLUMNS].reset_index(drop=True)
 
 
-def check(config: SweepConfig, runs: Sequence[AttackConfig]) -> None:
-    """One line for what :func:`fragility` cannot run, before any work: no eps > 0, an attack named twice or unknown."""
-    if not any(e > 0 for e in config.eps):
-        raise GcdashError("give an eps > 0 to move the explanations at, e.g. --eps 8/255")
-    if len({a.name for a in runs}) != len(runs):
-        raise GcdashError("name each attack once")
-    for attack in runs:
-        attacks.get(attack.name)  # an unknown name: one line listing the valid ones
-
-
 def fragility(
     config: SweepConfig, store: Store, runs: Sequence[AttackConfig] = DEFAULT_ATTACKS, floors: Floors | None = None,
     **sweep_options,
@@ -59,26 +48,16 @@ def fragility(
     eps > 0 and each model's default layer (the layer the explanation attacks move; ``config``'s own attack and
     layers are not used), with ``floors`` beside them: rows ordered by model, eps, then the attacks as given.
     ``progress`` (in ``sweep_options``) moves over all the attacks' sweeps."""
-    from gcdash import sweep
-
     check(config, runs)
-    eps = sorted({e for e in config.eps if e > 0})
-    pieces, progress = [], sweep_options.pop("progress", None)
-    for i, attack in enumerate(runs):
-        each = replace(config, attack=attack, eps=(0.0, *eps), layers="default", stability=True)
-        result = sweep.sweep(each, store, progress=per_run(progress, i, len(runs), attack.name), **sweep_options)
-        pieces.append(attack_rows(result.summary(), attack, floors or {}))
-    table = pd.concat(pieces, ignore_index=True)
-    rank = {
-        "model": {spec.name: i for i, spec in enumerate(config.models)},
-        "layer": {name: i for i, name in enumerate(dict.fromkeys(table["layer"]))},
-        "attack": {a.name: i for i, a in enumerate(runs)},
-    }
+    at = replace(config, layers="default", stability=True)
+    pieces = [attack_rows(result.summary(), attack, floors or {})
+              for attack, result in each_attack(at, store, runs, **sweep_options)]  # fmt: skip
+    return in_run_order(pd.concat(pieces, ignore_index=True), config, [a.name for a in runs])
 
-    def key(column: pd.Series) -> pd.Series:
-        return column.map(rank[column.name]) if column.name in rank else column
 
-    return table.sort_values(["model", "layer", "eps", "attack"], key=key, kind="stable").reset_index(drop=True)
+def check(config: SweepConfig, runs: Sequence[AttackConfig]) -> None:
+    """One line for what :func:`fragility` cannot run, before any work (:func:`gcdash.evaluate.check_runs`)."""
+    check_runs(config, runs, "move the explanations")
 
 
 def model_floors(config: SweepConfig, device: str | None = None, batch_size: int = 32) -> pd.DataFrame:
