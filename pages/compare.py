@@ -90,7 +90,7 @@ with page.guard():
         "RIS / ROS (Agarwal et al. 2022) and Max-Sensitivity (Yeh et al. 2019) as Quantus computes them: lower is "
         "more stable; RIS and ROS only over images whose prediction the attack kept."
     )
-    fragile = run.fragility(sel, run.floors(sel, layers="default"))
+    fragile = run.fragility(sel)
     extra = {} if fragile is None else {"fragility": plots.fragility_bars(fragile)}
     if fragile is not None:
         st.plotly_chart(extra["fragility"], key="cmp.fragility.chart")

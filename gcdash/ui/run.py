@@ -382,23 +382,23 @@ def worst_case(sel: Selection) -> pd.DataFrame | None:
     return st.session_state[key]
 
 
-def fragility(sel: Selection, floors: pd.DataFrame) -> pd.DataFrame | None:
+def fragility(sel: Selection) -> pd.DataFrame | None:
     """MOD with the prediction kept: the selected models at the gallery eps and their default layers under FGSM, PGD,
     the explanation attack and the noise control, with RIS/ROS/Max-Sensitivity (:func:`gcdash.fragility.fragility`)
-    and the random-weights floor where ``floors`` (:func:`floors` at the default layer) has that layer; computed when
-    asked for (a button: its passes said) and kept for the session; None until then."""
+    and the random-weights floor at that layer (:func:`floors`); computed when asked for (a button: its passes said)
+    and kept for the session; None until then."""
     from gcdash import fragility
 
     config = _default_layer_config(sel)
-    key = f"gcdash.fragility.{config.key()}|{fragility.floors_of(floors)}"
+    key = f"gcdash.fragility.{config.key()}"  # the floor follows from the config (data, models, CAM method)
     if key not in st.session_state:
         passes = sum(plan.cost(config.eps, a, config.cam, precision=config.precision).attack
                      for a in fragility.DEFAULT_ATTACKS)  # fmt: skip
         if not st.button(f"Attack the explanations at eps {eps_text(sel.gallery_eps)} ({passes} passes per image and "
                          "model, besides one CAM pass per attack)", key="cmp.fragility"):  # fmt: skip
             return None
-        at = fragility.floors_of(floors)
         with st.spinner("Attacking with FGSM, PGD, the explanation attack and the noise control…"):
+            at = fragility.floors_of(floors(sel, layers="default"))
             st.session_state[key] = fragility.fragility(
                 config, cache.store(), floors=at, handles=handles(sel), samples=samples(sel), device=sel.device
             )
