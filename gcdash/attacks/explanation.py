@@ -38,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 
 from gcdash import precision as precisions
 from gcdash.attacks.base import IterativeAttack, require_counts, require_step_size
+from gcdash.cams.library import GradCam
 from gcdash.errors import GcdashError
 from gcdash.models.grids import feature_map
 from gcdash.models.handle import ModelHandle, eval_mode
@@ -91,8 +92,8 @@ def grad_cam(
     (grad,) = torch.autograd.grad(score, found[name], create_graph=create_graph)
     size = (x.shape[-2], x.shape[-1])
     acts, grads = feature_map(name, found[name], net, size), feature_map(name, grad, net, size)
-    weights = grads.float().mean(dim=(2, 3), keepdim=True)
-    return (weights * acts.float()).sum(dim=1).clamp(min=0), logits  # the map's own ReLU, never smoothed
+    image = GradCam().device_image(acts.float(), grads.float())  # the engine's Grad-CAM, differentiable
+    return image.clamp(min=0), logits  # the map's own ReLU, never smoothed
 
 
 def _distribution(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
