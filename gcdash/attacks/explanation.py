@@ -38,7 +38,6 @@ from torch.overrides import TorchFunctionMode
 
 from gcdash import precision as precisions
 from gcdash.attacks.base import IterativeAttack, require_counts, require_step_size
-from gcdash.cams.library import GradCam
 from gcdash.errors import GcdashError
 from gcdash.models.grids import feature_map
 from gcdash.models.handle import ModelHandle, eval_mode
@@ -92,6 +91,8 @@ def grad_cam(
     (grad,) = torch.autograd.grad(score, found[name], create_graph=create_graph)
     size = (x.shape[-2], x.shape[-1])
     acts, grads = feature_map(name, found[name], net, size), feature_map(name, grad, net, size)
+    from gcdash.cams.library import GradCam  # here: the CAM library loads with the first attack, not with the CLI
+
     image = GradCam().device_image(acts.float(), grads.float())  # the engine's Grad-CAM, differentiable
     return image.clamp(min=0), logits  # the map's own ReLU, never smoothed
 
